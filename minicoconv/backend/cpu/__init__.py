@@ -1,0 +1,5 @@
+"""The CPU backend (NumPy + Numba)."""
+
+from .backend import CPUBackend
+
+__all__ = ["CPUBackend"]

@@ -1,0 +1,110 @@
+"""The CPU backend: NumPy arrays, NumPy/BLAS math, Numba kernels where they pay.
+
+Most entries are NumPy functions themselves; the few that NumPy lacks
+(a numerically stable sigmoid, softmax, scatter-add into zeros) are written
+here in a couple of lines each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import Backend
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    # 1/(1+exp(-a)) overflows in exp for large negative a; the tanh form does not.
+    return 0.5 * (np.tanh(0.5 * a) + 1)
+
+
+def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
+    shifted = a - a.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _softmax(a: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _scatter_add(shape: tuple, index, values: np.ndarray) -> np.ndarray:
+    """zeros(shape) with `values` added at `index` (repeated indices accumulate)."""
+    out = np.zeros(shape, dtype=values.dtype)
+    np.add.at(out, index, values)
+    return out
+
+
+def _getitem(a: np.ndarray, index):
+    return a[index]
+
+
+def _astype(a: np.ndarray, dtype) -> np.ndarray:
+    return a.astype(dtype, copy=False)
+
+
+def _asarray(data, dtype=None) -> np.ndarray:
+    return np.asarray(data, dtype=dtype)
+
+
+def _to_numpy(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a)
+
+
+def _pad(a: np.ndarray, pad_width, value) -> np.ndarray:
+    return np.pad(a, pad_width, constant_values=value)
+
+
+class CPUBackend(Backend):
+    """NumPy arrays in host memory. See `minicoconv.backend.base` for the contract."""
+
+    name = "cpu"
+
+    # creation and transfer
+    asarray = staticmethod(_asarray)
+    to_numpy = staticmethod(_to_numpy)
+    zeros = staticmethod(np.zeros)
+    full = staticmethod(np.full)
+    copy = staticmethod(np.array)
+    astype = staticmethod(_astype)
+
+    # elementwise
+    add = staticmethod(np.add)
+    subtract = staticmethod(np.subtract)
+    multiply = staticmethod(np.multiply)
+    divide = staticmethod(np.divide)
+    negative = staticmethod(np.negative)
+    power = staticmethod(np.power)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    sqrt = staticmethod(np.sqrt)
+    abs = staticmethod(np.abs)
+    sign = staticmethod(np.sign)
+    tanh = staticmethod(np.tanh)
+    sigmoid = staticmethod(_sigmoid)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    where = staticmethod(np.where)
+    greater = staticmethod(np.greater)
+    less = staticmethod(np.less)
+    equal = staticmethod(np.equal)
+
+    # reductions
+    sum = staticmethod(np.sum)
+    max = staticmethod(np.max)
+    argmax = staticmethod(np.argmax)
+
+    # linear algebra
+    matmul = staticmethod(np.matmul)
+
+    # shape
+    reshape = staticmethod(np.reshape)
+    transpose = staticmethod(np.transpose)
+    broadcast_to = staticmethod(np.broadcast_to)
+    getitem = staticmethod(_getitem)
+    scatter_add = staticmethod(_scatter_add)
+    concatenate = staticmethod(np.concatenate)
+    pad = staticmethod(_pad)
+
+    # fused
+    softmax = staticmethod(_softmax)
+    log_softmax = staticmethod(_log_softmax)

@@ -1,0 +1,1 @@
+"""The `minicoconv` command line."""
