@@ -1,5 +1,23 @@
 """Neural-network layers and functional ops, PyTorch-shaped."""
 
-from . import functional
+from . import functional, init
+from .layers import (
+                     AdaptiveAvgPool2d,
+                     AvgPool2d,
+                     BatchNorm2d,
+                     Conv2d,
+                     Dropout,
+                     Flatten,
+                     Identity,
+                     Linear,
+                     MaxPool2d,
+                     ModuleList,
+                     ReLU,
+                     Sequential,
+                     Sigmoid,
+)
+from .module import Module, Parameter
 
-__all__ = ["functional"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Identity",
+           "Linear", "MaxPool2d", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
+           "functional", "init"]

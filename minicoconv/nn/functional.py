@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import dtypes
+from ..ops.conv import Conv2d as Conv2dOp
+from ..ops.norm import BatchNorm2d as BatchNorm2dOp
+from ..ops.pool import AdaptiveAvgPool2d as AdaptiveAvgPool2dOp
+from ..ops.pool import AvgPool2d as AvgPool2dOp
+from ..ops.pool import MaxPool2d as MaxPool2dOp
 from ..ops.softmax import CrossEntropy
+from ..random import default_generator
 from ..tensor import Tensor
 
 
@@ -44,3 +52,108 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     return x.log_softmax(dim)
+
+
+# ---- convolution, pooling, normalisation ---------------------------------------
+
+def _pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) for v in pair):
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_4d(op: str, x: Tensor) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-d (N, C, H, W), got shape {x.shape}")
+    if not dtypes.is_floating(x.dtype):
+        raise TypeError(f"{op}: input must be float32 or float64, got {x.dtype}")
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-d cross-correlation, as torch.nn.functional.conv2d.
+
+    x (N, C, H, W), weight (C', C/groups, kh, kw), bias (C',) -> (N, C', H', W').
+    """
+    _check_4d("conv2d", x)
+    args = (_pair(stride, "stride", "conv2d", 1), _pair(padding, "padding", "conv2d", 0),
+            _pair(dilation, "dilation", "conv2d", 1))
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    return Conv2dOp.apply(x, weight, bias, *args, groups)
+
+
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+    """Max over k x k windows (stride defaults to the kernel size); -inf padding."""
+    _check_4d("max_pool2d", x)
+    k = _pair(kernel_size, "kernel_size", "max_pool2d", 1)
+    s = k if stride is None else _pair(stride, "stride", "max_pool2d", 1)
+    return MaxPool2dOp.apply(x, k, s, _pair(padding, "padding", "max_pool2d", 0))
+
+
+def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+    """Mean over k x k windows, zero padding counted in the mean (PyTorch's default)."""
+    _check_4d("avg_pool2d", x)
+    k = _pair(kernel_size, "kernel_size", "avg_pool2d", 1)
+    s = k if stride is None else _pair(stride, "stride", "avg_pool2d", 1)
+    return AvgPool2dOp.apply(x, k, s, _pair(padding, "padding", "avg_pool2d", 0))
+
+
+def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
+    """Average pooling to a fixed (oh, ow), PyTorch's bin rule (also for inputs smaller than the output)."""
+    _check_4d("adaptive_avg_pool2d", x)
+    return AdaptiveAvgPool2dOp.apply(x, _pair(output_size, "output_size", "adaptive_avg_pool2d", 1))
+
+
+def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Tensor:
+    """Batch normalisation over (N, H, W) per channel, as torch.nn.functional.batch_norm.
+
+    training=True uses batch statistics and updates running_mean/var in place;
+    training=False uses the running statistics.
+    """
+    _check_4d("batch_norm", x)
+    c = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"batch_norm: {name} must have shape ({c},) for input {x.shape}, got {t.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+    if training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
+        raise ValueError(f"batch_norm: training needs more than one value per channel, got input {x.shape}")
+    rm = None if running_mean is None else running_mean.data
+    rv = None if running_var is None else running_var.data
+    return BatchNorm2dOp.apply(x, weight, bias, rm, rv, training, momentum, eps)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x @ weight^T + bias:  x (..., in), weight (out, in), bias (out,) -> (..., out)."""
+    if x.shape[-1:] != weight.shape[-1:]:
+        raise ValueError(f"linear: input features {x.shape} do not match weight {weight.shape}")
+    y = x.matmul(weight.T)
+    return y if bias is None else y + bias
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout).
+
+    The mask comes from the global generator (`minicoconv.manual_seed`).
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    keep = default_generator().random(x.shape) >= p
+    mask = Tensor(keep.astype(x.dtype) / x.dtype.type(1 - p), dtype=x.dtype, device=x.device)
+    return x * mask
+
+
+def flatten(x: Tensor, start_dim: int = 1) -> Tensor:
+    return x.flatten(start_dim)

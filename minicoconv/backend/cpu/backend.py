@@ -54,6 +54,20 @@ def _pad(a: np.ndarray, pad_width, value) -> np.ndarray:
     return np.pad(a, pad_width, constant_values=value)
 
 
+def _sgd_update(param, grad, buf, lr, momentum, weight_decay, nesterov):
+    """In-place SGD step (PyTorch's rule, dampening 0); returns the momentum buffer."""
+    g = grad + weight_decay * param if weight_decay else grad
+    if momentum:
+        if buf is None:
+            buf = np.array(g)
+        else:
+            buf *= momentum
+            buf += g
+        g = g + momentum * buf if nesterov else buf
+    param -= lr * g
+    return buf
+
+
 class CPUBackend(Backend):
     """NumPy arrays in host memory. See `minicoconv.backend.base` for the contract."""
 
@@ -108,3 +122,6 @@ class CPUBackend(Backend):
     # fused
     softmax = staticmethod(_softmax)
     log_softmax = staticmethod(_log_softmax)
+
+    # training
+    sgd_update = staticmethod(_sgd_update)

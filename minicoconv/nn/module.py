@@ -1,0 +1,215 @@
+"""`Module` and `Parameter`: the PyTorch-shaped container of trainable state.
+
+A module's attributes that are `Parameter`s, sub-`Module`s, or registered
+buffers (tensors that are state but not trained, like BatchNorm's running
+statistics) are recorded in three ordered registries as they are assigned, so
+`named_parameters()`, `state_dict()` and `to()` find them in a stable order.
+Attributes are ordinary attributes: there is no `__getattr__` indirection.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes
+from ..backend import get_backend
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that a Module trains: requires_grad=True by default."""
+
+    def __init__(self, data: Any, requires_grad: bool = True):
+        if isinstance(data, Tensor):
+            Tensor._init(self, data.data, data._backend, requires_grad)
+        else:
+            super().__init__(data, requires_grad=requires_grad,
+                             dtype=getattr(data, "dtype", None) or dtypes.float32)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers and models. Subclasses define `forward`."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if isinstance(value, Parameter):
+            self._buffers.pop(name, None)
+            self._modules.pop(name, None)
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._parameters.pop(name, None)
+            self._buffers.pop(name, None)
+            self._modules[name] = value
+        elif name in self._buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"buffer {name!r} must be a Tensor or None, got {type(value).__name__}")
+            self._buffers[name] = value
+        else:
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
+        """Keep `tensor` as non-trained state: saved in state_dict, moved by to()."""
+        self._buffers[name] = tensor
+        object.__setattr__(self, name, tensor)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # ---- traversal -----------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module and every descendant, each once, depth first."""
+        seen, stack = set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items() if m is not None]
+            stack.extend(reversed(children))
+
+    def modules(self) -> Iterator[Module]:
+        return (m for _, m in self.named_modules())
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        return ((n, m) for n, m in self._modules.items() if m is not None)
+
+    def children(self) -> Iterator[Module]:
+        return (m for _, m in self.named_children())
+
+    def _named_tensors(self, kind: str) -> Iterator[tuple[str, Tensor]]:
+        seen = set()
+        for prefix, module in self.named_modules():
+            for name, t in getattr(module, kind).items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    yield (f"{prefix}.{name}" if prefix else name), t
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        return self._named_tensors("_parameters")
+
+    def parameters(self) -> Iterator[Parameter]:
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        return self._named_tensors("_buffers")
+
+    def buffers(self) -> Iterator[Tensor]:
+        return (b for _, b in self.named_buffers())
+
+    def apply(self, fn: Callable[[Module], None]) -> Module:
+        """Call fn on every module (children first, as PyTorch)."""
+        for m in reversed(list(self.modules())):
+            fn(m)
+        return self
+
+    # ---- modes ---------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    # ---- state ---------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Parameters and buffers by dotted name, as NumPy copies (host memory)."""
+        state = OrderedDict()
+        for name, t in self.named_parameters():
+            state[name] = t.numpy().copy()
+        for name, t in self.named_buffers():
+            state[name] = t.numpy().copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> tuple[list[str], list[str]]:
+        """Copy arrays from `state` into parameters and buffers (keeping their dtype and device).
+
+        With strict=True, any missing, unexpected or mis-shaped key is an error
+        that lists all of them. Returns (missing, unexpected).
+        """
+        own = dict(self.named_parameters())
+        own.update(self.named_buffers())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [f"{k}: expected {own[k].shape}, got {tuple(np.shape(state[k]))}"
+                      for k in own if k in state and tuple(np.shape(state[k])) != own[k].shape]
+        problems = []
+        if mismatched:
+            problems.append("shape mismatch for " + "; ".join(mismatched))
+        if strict and missing:
+            problems.append("missing keys " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys " + ", ".join(unexpected))
+        if problems:
+            raise KeyError(f"load_state_dict({type(self).__name__}): " + " | ".join(problems))
+        for k, t in own.items():
+            if k in state:
+                value = np.asarray(state[k].numpy() if isinstance(state[k], Tensor) else state[k])
+                t.data = t._backend.asarray(np.ascontiguousarray(value, dtype=t.dtype))
+        return missing, unexpected
+
+    def to(self, device: str | None = None, dtype=None) -> Module:
+        """Move/convert every parameter and buffer in place (floating dtypes only change)."""
+        backend = get_backend(device) if device is not None else None
+        dtype = dtypes.resolve(dtype) if dtype is not None else None
+        for t in list(self.parameters()) + list(self.buffers()):
+            host = None
+            if dtype is not None and dtypes.is_floating(t.dtype) and t.dtype != dtype:
+                host = t.numpy().astype(dtype)
+            if backend is not None and backend is not t._backend:
+                host = t.numpy() if host is None else host
+                t._backend = backend
+            if host is not None:
+                t.data = t._backend.asarray(host)
+                t.grad = None
+        return self
+
+    def double(self) -> Module:
+        return self.to(dtype=dtypes.float64)
+
+    def float(self) -> Module:
+        return self.to(dtype=dtypes.float32)
+
+    # ---- printing --------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        children = list(self.named_children())
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not children:
+            return head + ")"
+        lines = [head]
+        for name, m in children:
+            body = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"
