@@ -6,6 +6,8 @@ import numpy as np
 
 from .. import dtypes
 from ..ops.conv import Conv2d as Conv2dOp
+from ..ops.dynamic_conv import DynamicConv2d as DynamicConv2dOp
+from ..ops.dynamic_conv import PerSampleConv2d as PerSampleConv2dOp
 from ..ops.norm import BatchNorm2d as BatchNorm2dOp
 from ..ops.pool import AdaptiveAvgPool2d as AdaptiveAvgPool2dOp
 from ..ops.pool import AvgPool2d as AvgPool2dOp
@@ -84,6 +86,35 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     if not isinstance(groups, int) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     return Conv2dOp.apply(x, weight, bias, *args, groups)
+
+
+def per_sample_conv2d(x: Tensor, kernels: Tensor, stride=1, padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """A different kernel per sample: y_b = conv2d(x_b, kernels_b).
+
+    x (N, C, H, W), kernels (N, C', C/groups, kh, kw) -> (N, C', H', W').
+    """
+    _check_4d("per_sample_conv2d", x)
+    args = (_pair(stride, "stride", "per_sample_conv2d", 1), _pair(padding, "padding", "per_sample_conv2d", 0),
+            _pair(dilation, "dilation", "per_sample_conv2d", 1))
+    return PerSampleConv2dOp.apply(x, kernels, *args, groups)
+
+
+def dynamic_conv2d(x: Tensor, bank: Tensor, routing: Tensor, stride=1, padding=0, groups: int = 1,
+                   dilation=1) -> Tensor:
+    """Convolution with per-sample mixtures of expert kernels: y_b = conv2d(x_b, sum_i r_bi W_i).
+
+    x (N, C, H, W), bank W (n, C', C/groups, kh, kw), routing r (N, n) -> (N, C', H', W').
+    Aggregates and convolves in batch chunks (ops.dynamic_conv.KERNEL_BUDGET_BYTES).
+    """
+    _check_4d("dynamic_conv2d", x)
+    if bank.ndim != 5:
+        raise ValueError(f"dynamic_conv2d: bank must be (n, C', C/groups, kh, kw), got shape {bank.shape}")
+    if routing.shape != (x.shape[0], bank.shape[0]):
+        raise ValueError(f"dynamic_conv2d: routing must be (N, n) = {(x.shape[0], bank.shape[0])}, "
+                         f"got {routing.shape}")
+    args = (_pair(stride, "stride", "dynamic_conv2d", 1), _pair(padding, "padding", "dynamic_conv2d", 0),
+            _pair(dilation, "dilation", "dynamic_conv2d", 1))
+    return DynamicConv2dOp.apply(x, bank, routing, *args, groups)
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:

@@ -96,7 +96,10 @@ class Pow(Function):
         y = ctx.saved[2]
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = be.multiply(g, be.multiply(b, be.power(a, be.subtract(b, 1))))
+            # b * a**(b-1) would be 0 * inf = nan at a = b = 0, where the derivative of a**0 is 0:
+            # use the exponent 1 instead of -1 there (b = 0 still zeroes the product)
+            exponent = be.where(be.equal(b, 0), be.full((), 1, dtype=g.dtype), be.subtract(b, 1))
+            ga = be.multiply(g, be.multiply(b, be.power(a, exponent)))
         if ctx.needs_input_grad[1]:
             gb = be.multiply(g, be.multiply(y, be.log(a)))
         return ga, gb

@@ -38,5 +38,5 @@ class BatchNorm2d(Function):
             dx, dw, db = be.batch_norm_backward(g, x, weight, mean, invstd, *need)
         else:
             x, weight, running_mean, running_var = ctx.saved
-            dx, dw, db = be.batch_norm_eval_backward(g, x, running_mean, running_var, weight, ctx.eps, *need)
+            dx, dw, db = be.batch_norm_eval_backward(g, running_var, weight, ctx.eps, x, running_mean, *need)
         return dx, dw, db, None, None, None, None, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
+from . import conv_kernels, norm_kernels, per_sample_conv, pool_kernels
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
@@ -125,3 +126,20 @@ class CPUBackend(Backend):
 
     # training
     sgd_update = staticmethod(_sgd_update)
+
+    # Numba kernels (validated drivers: see each module)
+    conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
+    conv2d_backward = staticmethod(conv_kernels.conv2d_backward)
+    per_sample_conv2d_forward = staticmethod(per_sample_conv.per_sample_conv2d_forward)
+    per_sample_conv2d_backward = staticmethod(per_sample_conv.per_sample_conv2d_backward)
+    max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
+    max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)
+    avg_pool2d_forward = staticmethod(pool_kernels.avg_pool2d_forward)
+    avg_pool2d_backward = staticmethod(pool_kernels.avg_pool2d_backward)
+    adaptive_avg_pool2d_forward = staticmethod(pool_kernels.adaptive_avg_pool2d_forward)
+    adaptive_avg_pool2d_backward = staticmethod(pool_kernels.adaptive_avg_pool2d_backward)
+    batch_norm_train_forward = staticmethod(norm_kernels.batch_norm_train_forward)
+    batch_norm_eval_forward = staticmethod(norm_kernels.batch_norm_eval_forward)
+    batch_norm_backward = staticmethod(norm_kernels.batch_norm_backward)
+    batch_norm_eval_backward = staticmethod(norm_kernels.batch_norm_eval_backward)
+    batch_norm_update_running = staticmethod(norm_kernels.batch_norm_update_running)

@@ -1,0 +1,107 @@
+"""Convolution with a different kernel for every sample (CPU).
+
+    y_b = conv2d(x_b, K_b)   x (N, C, H, W), K (N, C', C/g, kh, kw) -> y (N, C', H', W')
+
+This is what dynamic convolutions reduce to once the experts are aggregated.
+General case: the shared im2col columns of a block of samples, then ONE batched
+GEMM over (sample, group): K_b (g, C'/g, K/g) @ cols_b (g, K/g, L), written
+straight into y's (N, C', H'*W') layout. Backward: dK_b = gy_b @ cols_b^T
+(batched GEMM), dcols_b = K_b^T @ gy_b, then col2im.
+Depthwise case (C/g == 1): the batch folds into the channels, so this is an
+ordinary depthwise convolution of a (1, N*C, H, W) input with N*C' kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv_kernels import BLOCK_BYTES, conv2d_backward, conv2d_forward, conv2d_output_shape
+from .im2col import col2im_kernel, im2col_kernel
+
+
+def _check(op, x, kernels, stride, padding, dilation, groups):
+    if getattr(kernels, "ndim", 0) != 5:
+        raise ValueError(f"{op}: kernels must be 5-d (N, C', C/groups, kh, kw), got shape "
+                         f"{getattr(kernels, 'shape', None)}")
+    if getattr(x, "ndim", 0) != 4 or kernels.shape[0] != x.shape[0]:
+        raise ValueError(f"{op}: x must be (N, C, H, W) with N == kernels.shape[0] ({kernels.shape[0]}), "
+                         f"got shape {getattr(x, 'shape', None)}")
+    if x.dtype != kernels.dtype:
+        raise ValueError(f"{op}: x and kernels dtypes differ ({x.dtype} vs {kernels.dtype})")
+    out_shape = conv2d_output_shape(x.shape, kernels.shape[1:], stride, padding, dilation, groups)
+    return np.ascontiguousarray(x), np.ascontiguousarray(kernels), out_shape
+
+
+def _is_depthwise(x, kernels):
+    return kernels.shape[2] == 1 and x.shape[1] > 1
+
+
+def _as_depthwise(x, kernels):
+    n, c, h, w = x.shape
+    return x.reshape(1, n * c, h, w), kernels.reshape(-1, 1, *kernels.shape[3:])
+
+
+def _geometry(x, kernels, out_shape, stride, padding, dilation):
+    kh, kw = kernels.shape[3:]
+    return (kh, kw, *stride, *padding, *dilation, *out_shape[2:])
+
+
+def per_sample_conv2d_forward(x, kernels, stride, padding, dilation, groups):
+    """y_b = conv2d(x_b, kernels_b); returns (y, saved) with saved = None (columns are recomputed)."""
+    x, kernels, out_shape = _check("per_sample_conv2d", x, kernels, stride, padding, dilation, groups)
+    n, c = x.shape[:2]
+    if _is_depthwise(x, kernels):
+        y, _ = conv2d_forward(*_as_depthwise(x, kernels), None, stride, padding, dilation, n * c)
+        return y.reshape(out_shape), None
+    c_out, g = out_shape[1], groups
+    k, n_pix = kernels[0].size // c_out * g, out_shape[2] * out_shape[3]
+    geom = _geometry(x, kernels, out_shape, stride, padding, dilation)
+    y = np.empty(out_shape, dtype=x.dtype)
+    y4 = y.reshape(n, g, c_out // g, n_pix)
+    k4 = kernels.reshape(n, g, c_out // g, k // g)
+    nb = max(1, min(n, BLOCK_BYTES // max(1, k * n_pix * x.itemsize)))
+    cols_buf = np.empty(k * nb * n_pix, dtype=x.dtype)
+    for n0 in range(0, n, nb):
+        b = min(nb, n - n0)
+        cols = cols_buf[:k * b * n_pix].reshape(k, b * n_pix)
+        im2col_kernel(x, n0, *geom, cols)
+        cols4 = cols.reshape(g, k // g, b, n_pix).transpose(2, 0, 1, 3)
+        np.matmul(k4[n0:n0 + b], cols4, out=y4[n0:n0 + b])
+    return y, None
+
+
+def per_sample_conv2d_backward(gy, x, kernels, saved, stride, padding, dilation, groups, need_dx=True,
+                               need_dk=True):
+    """Gradients of per_sample_conv2d_forward: (dx, dkernels), None where not needed."""
+    x, kernels, out_shape = _check("per_sample_conv2d", x, kernels, stride, padding, dilation, groups)
+    if tuple(gy.shape) != out_shape or gy.dtype != x.dtype:
+        raise ValueError(f"per_sample_conv2d: expected gy of shape {out_shape} and dtype {x.dtype}, "
+                         f"got {tuple(gy.shape)} and {gy.dtype}")
+    gy = np.ascontiguousarray(gy)
+    n, c = x.shape[:2]
+    if _is_depthwise(x, kernels):
+        xd, kd = _as_depthwise(x, kernels)
+        dx, dk, _ = conv2d_backward(gy.reshape(1, -1, *out_shape[2:]), xd, kd, None, stride, padding, dilation,
+                                    n * c, need_dx, need_dk, False)
+        return (dx.reshape(x.shape) if need_dx else None), (dk.reshape(kernels.shape) if need_dk else None)
+    c_out, g = out_shape[1], groups
+    k, n_pix = kernels[0].size // c_out * g, out_shape[2] * out_shape[3]
+    geom = _geometry(x, kernels, out_shape, stride, padding, dilation)
+    gy4 = gy.reshape(n, g, c_out // g, n_pix)
+    k4 = kernels.reshape(n, g, c_out // g, k // g)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+    dk = np.empty(kernels.shape, dtype=x.dtype) if need_dk else None
+    dk4 = dk.reshape(n, g, c_out // g, k // g) if need_dk else None
+    nb = max(1, min(n, BLOCK_BYTES // max(1, k * n_pix * x.itemsize)))
+    cols_buf = np.empty(k * nb * n_pix, dtype=x.dtype)
+    for n0 in range(0, n, nb):
+        b = min(nb, n - n0)
+        cols = cols_buf[:k * b * n_pix].reshape(k, b * n_pix)
+        cols4 = cols.reshape(g, k // g, b, n_pix).transpose(2, 0, 1, 3)
+        if need_dk:
+            im2col_kernel(x, n0, *geom, cols)
+            np.matmul(gy4[n0:n0 + b], cols4.transpose(0, 1, 3, 2), out=dk4[n0:n0 + b])
+        if need_dx:
+            cols4[...] = np.matmul(k4[n0:n0 + b].transpose(0, 1, 3, 2), gy4[n0:n0 + b])
+            col2im_kernel(cols, n0, *geom, dx)
+    return dx, dk

@@ -1,0 +1,67 @@
+"""DY-CNN, dynamic convolution (Chen et al. 2020), as used in the CoConv paper's comparisons.
+
+    h = ReLU(Linear_{C->m}(GAP(x))),  m = max(C // reduction, 16)
+    r = softmax(Linear_{m->n}(h) / temperature)               (N, n), rows sum to 1
+    y_b = conv(x_b, sum_i r_bi W_i) + sum_i r_bi bias_i
+
+`temperature` is a plain attribute, settable during training; `anneal_temperature`
+implements the DY-CNN paper's schedule (linear from 30 to 1 over the first epochs).
+"""
+
+from __future__ import annotations
+
+from .. import functional as F
+from ..layers.linear import Linear
+from ..module import Module
+from .base import ExpertConv2d, global_avg_pool
+
+
+class DyConv2d(ExpertConv2d):
+    """DyConv2d(in, out, kernel_size, stride=1, padding=0, groups=1, bias=False, experts=4,
+    reduction=16, temperature=1.0)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 groups: int = 1, bias: bool = False, experts: int = 4, reduction: int = 16,
+                 temperature: float = 1.0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, groups, bias, experts)
+        if reduction < 1:
+            raise ValueError(f"DyConv2d: reduction must be >= 1, got {reduction}")
+        if temperature <= 0:
+            raise ValueError(f"DyConv2d: temperature must be > 0, got {temperature}")
+        hidden = max(in_channels // reduction, 16)
+        self.fc1 = Linear(in_channels, hidden)
+        self.fc2 = Linear(hidden, experts)
+        self.temperature = float(temperature)
+
+    def routing_weights(self, x):
+        """Per-sample expert weights r, (N, n), softmax over experts at the current temperature."""
+        h = self.fc1(global_avg_pool(x)).relu()
+        return (self.fc2(h) / self.temperature).softmax(axis=1)
+
+    def forward(self, x):
+        r = self.routing_weights(x)
+        y = F.dynamic_conv2d(x, self.weight, r, self.stride, self.padding, self.groups)
+        if self.bias is not None:
+            y = y + (r @ self.bias).reshape(x.shape[0], self.out_channels, 1, 1)
+        return y
+
+    def macs(self, inputs, out) -> int:
+        return self.conv_macs(out.shape) + self.aggregation_macs(out.shape[0])
+
+    def fuse(self):
+        """DY-CNN already computes one aggregated kernel per sample: its fused form is itself."""
+        return self
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", temperature={self.temperature:g}"
+
+
+def anneal_temperature(model: Module, epoch: float, start: float = 30.0, end: float = 1.0,
+                       epochs: float = 10.0) -> float:
+    """Set every DyConv2d's temperature for (fractional) `epoch`: linear from `start` to `end`
+    over the first `epochs` epochs, then `end` (DY-CNN paper). Returns the temperature."""
+    t = end if epoch >= epochs else start + (end - start) * max(epoch, 0.0) / epochs
+    for m in model.modules():
+        if isinstance(m, DyConv2d):
+            m.temperature = t
+    return t
