@@ -9,7 +9,7 @@ import sys
 from .. import __version__
 
 #: modules under minicoconv.cli, each defining add_parser(subparsers) that sets args.run
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["train", "eval", "bench", "summary", "download", "plot"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minicoconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
-        importlib.import_module(f".{module}", __package__).add_parser(sub)
+        importlib.import_module(f".{module}", __package__).add_parser(sub)  # each module: add_parser(sub)
     return parser
 
 

@@ -1,0 +1,31 @@
+"""`minicoconv summary --model M --conv C`: parameters and MACs, training and fused form."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..models import CONV_TYPES, MODELS
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("summary", help="parameters and multiply-accumulates of a model",
+                       description="Per-layer parameters and MACs (per 32x32 image) for the training form and "
+                                   "the fused inference form.")
+    p.add_argument("--model", choices=sorted(MODELS), default="resnet18")
+    p.add_argument("--conv", choices=CONV_TYPES, default="static")
+    p.add_argument("--experts", type=int, default=4)
+    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--totals-only", action="store_true", help="print only the totals line")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import models
+    from ..summary import summary
+
+    if args.experts < 1:
+        raise SystemExit("minicoconv summary: --experts must be >= 1")
+    model = models.build(args.model, conv=args.conv, experts=args.experts, num_classes=args.num_classes)
+    printer = (lambda line: print(line) if line.startswith("total") else None) if args.totals_only else print
+    summary(model, print_fn=printer)
+    return 0

@@ -1,0 +1,22 @@
+"""CIFAR variants of AlexNet, ResNet18 and MobileNetV2, each buildable with any conv type."""
+
+from __future__ import annotations
+
+from ..nn.module import Module
+from .alexnet import AlexNet, alexnet
+from .factory import CONV_TYPES, conv_factory, reference_init
+from .mobilenetv2 import MobileNetV2, mobilenetv2
+from .resnet import ResNet18, resnet18
+
+MODELS = {"alexnet": alexnet, "resnet18": resnet18, "mobilenetv2": mobilenetv2}
+
+
+def build(name: str, conv: str = "static", experts: int = 4, num_classes: int = 100, **conv_options) -> Module:
+    """models.build("resnet18", conv="coconv", experts=4) -> an initialised model."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+    return MODELS[name](conv=conv, experts=experts, num_classes=num_classes, **conv_options)
+
+
+__all__ = ["CONV_TYPES", "MODELS", "AlexNet", "MobileNetV2", "ResNet18", "alexnet", "build", "conv_factory",
+           "mobilenetv2", "reference_init", "resnet18"]
