@@ -14,6 +14,8 @@ from .tensor import Tensor, _shape_arg
 
 def tensor(data: Any, requires_grad: bool = False, dtype=None, device: str = "cpu") -> Tensor:
     """A new tensor holding a copy of `data` (Python floats become float32)."""
+    if isinstance(data, Tensor):
+        data = data.numpy()  # a view for CPU tensors: copied below
     if isinstance(data, np.ndarray):
         data = data.copy()
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from .ops import elementwise as E
 from .ops import shape as S
+from .ops.reduce import normalize_axis
 from .tensor import Tensor
 
 
@@ -31,10 +32,11 @@ def where(cond: Tensor, a, b) -> Tensor:
     cond_data = cond.data if isinstance(cond, Tensor) else ref._backend.asarray(cond)
     if cond_data.dtype != bool:
         raise TypeError(f"where: condition must be boolean, got {cond_data.dtype}")
+    a, b = ref._lift(a), ref._lift(b)  # after lifting, so NumPy arrays are checked too
     for name, v in (("a", a), ("b", b)):
         if isinstance(v, Tensor) and v.dtype != ref.dtype:
             raise TypeError(f"where: dtype mismatch {ref.dtype} and {v.dtype} ({name})")
-    return E.Where.apply(Tensor._from_array(cond_data, ref._backend), ref._lift(a), ref._lift(b))
+    return E.Where.apply(Tensor._from_array(cond_data, ref._backend), a, b)
 
 
 def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -43,7 +45,7 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
     first = tensors[0]
-    axis = axis % first.ndim
+    axis = normalize_axis(axis, first.ndim, "cat")[0]
     for t in tensors[1:]:
         if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
             raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside axis {axis}")
@@ -61,7 +63,8 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: shapes {tensors[0].shape} and {t.shape} differ")
-    return cat([t.unsqueeze(axis) for t in tensors], axis % (tensors[0].ndim + 1))
+    axis = normalize_axis(axis, tensors[0].ndim + 1, "stack")[0]
+    return cat([t.unsqueeze(axis) for t in tensors], axis)
 
 
 def pad(x: Tensor, pad_width, value: float = 0.0) -> Tensor:

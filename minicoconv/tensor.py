@@ -117,7 +117,9 @@ class Tensor:
         return Tensor._from_array(self.data, self._backend)
 
     def to(self, device: str | None = None, dtype=None) -> Tensor:
-        """Move to `device` and/or convert to `dtype` (differentiable)."""
+        """Move to `device` and/or convert to `dtype` (differentiable); `x.to(float64)` works too, as PyTorch."""
+        if device is not None and not isinstance(device, str | Backend):
+            device, dtype = None, device
         out = self
         if dtype is not None and dtypes.resolve(dtype) != self.dtype:
             out = self._cast(dtypes.resolve(dtype))
@@ -193,7 +195,12 @@ class Tensor:
     def __rpow__(self, o): return E.Pow.apply(self._lift(o), self)
     def __neg__(self): return E.Neg.apply(self)
     def __matmul__(self, o): return self.matmul(o)
-    def __rmatmul__(self, o): return Tensor._from_array(self._lift(o), self._backend).matmul(self)
+    def __rmatmul__(self, o): return self._lift_tensor(o).matmul(self)
+
+    def _lift_tensor(self, o: Any) -> Tensor:
+        """`_lift`, always as a Tensor (it gives a Tensor for ndarrays, a raw array otherwise)."""
+        o = self._lift(o)
+        return o if isinstance(o, Tensor) else Tensor._from_array(o, self._backend)
 
     # comparisons give boolean tensors and are not differentiable
     def _compare(self, fn, o):
@@ -225,11 +232,14 @@ class Tensor:
 
     def matmul(self, other: Tensor) -> Tensor:
         """Matrix product as NumPy's matmul: 1-d operands are promoted, then squeezed."""
-        other = other if isinstance(other, Tensor) else Tensor._from_array(self._lift(other), self._backend)
-        a = self.reshape(1, -1) if self.ndim == 1 else self
-        b = other.reshape(-1, 1) if other.ndim == 1 else other
+        other = self._lift_tensor(other)
         if self.ndim == 0 or other.ndim == 0:
             raise ValueError(f"matmul: 0-d operand (shapes {self.shape} and {other.shape})")
+        if self.shape[-1] != other.shape[-2 if other.ndim > 1 else 0]:  # name the shapes the caller gave
+            raise ValueError(f"matmul: shapes {self.shape} and {other.shape} are not aligned "
+                             f"(need (..., m, k) @ (..., k, n))")
+        a = self.reshape(1, -1) if self.ndim == 1 else self
+        b = other.reshape(-1, 1) if other.ndim == 1 else other
         out = L.MatMul.apply(a, b)
         if self.ndim == 1:
             out = out.reshape(*out.shape[:-2], out.shape[-1])
@@ -252,7 +262,10 @@ class Tensor:
         return R.Max.apply(self, axes, keepdims)
 
     def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        return -((-self).max(axis, keepdims))
+        axes = R.normalize_axis(axis, self.ndim, "min")  # checked here, so errors say "min", not "max"
+        if self.numel() == 0:
+            raise ValueError("min: empty tensor has no minimum")
+        return -((-self).max(axes, keepdims))
 
     def var(self, axis: Axis = None, keepdims: bool = False, correction: int = 1) -> Tensor:
         """Variance; correction=1 (default, as PyTorch) divides by n - 1."""
@@ -281,12 +294,13 @@ class Tensor:
         return self.reshape(*self.shape[:start_dim], -1)
 
     def permute(self, *axes) -> Tensor:
-        axes = _shape_arg(axes)
-        if sorted(a % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):
-            raise ValueError(f"permute: {axes} is not a permutation of the {self.ndim} axes of {self.shape}")
-        return S.Permute.apply(self, tuple(a % self.ndim for a in axes))
+        axes, n = _shape_arg(axes), self.ndim
+        if len(axes) != n or any(not -n <= a < n for a in axes) or len({a % n for a in axes}) != n:
+            raise ValueError(f"permute: {axes} is not a permutation of the {n} axes of {self.shape}")
+        return S.Permute.apply(self, tuple(a % n for a in axes))
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
+        dim0, dim1 = (R.normalize_axis(d, self.ndim, "transpose")[0] for d in (dim0, dim1))
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return self.permute(*axes)
@@ -299,9 +313,9 @@ class Tensor:
         """Broadcast to `shape` (-1 keeps a dim) without copying."""
         shape = _shape_arg(shape)
         lead = len(shape) - self.ndim
-        target = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+        target = tuple(self.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
         try:
-            np.broadcast_shapes(self.shape, target)
+            np.broadcast_shapes(self.shape, target)  # raises for a -1 left in a new leading dim
             if lead < 0 or any(a not in (1, b) for a, b in zip(self.shape, target[lead:])):
                 raise ValueError
         except ValueError:
@@ -311,13 +325,15 @@ class Tensor:
     broadcast_to = expand
 
     def unsqueeze(self, dim: int) -> Tensor:
-        dim = dim % (self.ndim + 1)
+        dim = R.normalize_axis(dim, self.ndim + 1, "unsqueeze")[0]
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def squeeze(self, dim: int | None = None) -> Tensor:
         if dim is None:
             return self.reshape(*[n for n in self.shape if n != 1])
-        dim = dim % self.ndim
+        dim = R.normalize_axis(dim, self.ndim, "squeeze")[0]
+        if self.ndim == 0:
+            return self
         return self if self.shape[dim] != 1 else self.reshape(*self.shape[:dim], *self.shape[dim + 1:])
 
     def __getitem__(self, index) -> Tensor:

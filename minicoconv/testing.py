@@ -32,7 +32,7 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Tensor, eps: float = 1e-6, ato
     input, the worst element and both values; returns True when all agree
     within |analytic - numeric| <= atol + rtol * |numeric|.
     """
-    name = name or getattr(fn, "__name__", "function")
+    name = name or _describe(fn)
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
         raise ValueError(f"gradcheck({name}): no input requires grad")
@@ -60,6 +60,12 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Tensor, eps: float = 1e-6, ato
                 f"(max abs diff {np.abs(analytic - numeric).max():.3g}, atol={atol}, rtol={rtol})"
             )
     return True
+
+
+def _describe(fn) -> str:
+    """A name for messages: `SomeOp.apply` is named after its Function class."""
+    owner = getattr(fn, "__self__", None)
+    return owner.__name__ if isinstance(owner, type) else getattr(fn, "__name__", "function")
 
 
 def _numeric_grad(fn, inputs, i, cotangent, eps) -> np.ndarray:

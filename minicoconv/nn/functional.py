@@ -100,10 +100,11 @@ def per_sample_conv2d(x: Tensor, kernels: Tensor, stride=1, padding=0, groups: i
 
 
 def dynamic_conv2d(x: Tensor, bank: Tensor, routing: Tensor, stride=1, padding=0, groups: int = 1,
-                   dilation=1) -> Tensor:
-    """Convolution with per-sample mixtures of expert kernels: y_b = conv2d(x_b, sum_i r_bi W_i).
+                   dilation=1, spatial: Tensor | None = None) -> Tensor:
+    """Convolution with per-sample mixtures of expert kernels: y_b = conv2d(x_b, s_b * sum_i r_bi W_i).
 
     x (N, C, H, W), bank W (n, C', C/groups, kh, kw), routing r (N, n) -> (N, C', H', W').
+    `spatial` s (N, kh*kw), optional, scales each kernel position per sample (ODConv).
     Aggregates and convolves in batch chunks (ops.dynamic_conv.KERNEL_BUDGET_BYTES).
     """
     _check_4d("dynamic_conv2d", x)
@@ -112,9 +113,12 @@ def dynamic_conv2d(x: Tensor, bank: Tensor, routing: Tensor, stride=1, padding=0
     if routing.shape != (x.shape[0], bank.shape[0]):
         raise ValueError(f"dynamic_conv2d: routing must be (N, n) = {(x.shape[0], bank.shape[0])}, "
                          f"got {routing.shape}")
+    kk = bank.shape[3] * bank.shape[4]
+    if spatial is not None and spatial.shape != (x.shape[0], kk):
+        raise ValueError(f"dynamic_conv2d: spatial must be (N, kh*kw) = {(x.shape[0], kk)}, got {spatial.shape}")
     args = (_pair(stride, "stride", "dynamic_conv2d", 1), _pair(padding, "padding", "dynamic_conv2d", 0),
             _pair(dilation, "dilation", "dynamic_conv2d", 1))
-    return DynamicConv2dOp.apply(x, bank, routing, *args, groups)
+    return DynamicConv2dOp.apply(x, bank, routing, spatial, *args, groups)
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:

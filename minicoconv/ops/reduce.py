@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from ..autograd import Function
 
 
@@ -12,12 +14,12 @@ def normalize_axis(axis, ndim: int, op: str) -> tuple[int, ...]:
     """None -> all axes; int or sequence -> sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
     for a in axes:
         if not -ndim <= a < max(ndim, 1):
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
-        out.append(a % max(ndim, 1))
+        out.append(int(a) % max(ndim, 1))
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis}")
     return tuple(sorted(out))
