@@ -4,7 +4,7 @@
     stages: 2 BasicBlocks each at 64, 128, 256, 512 channels; the first block of
             stages 2-4 has stride 2
     block:  conv3x3 (dynamic) + BN + ReLU, conv3x3 (dynamic) + BN, + shortcut, ReLU;
-            projection shortcut (conv1x1 + BN, static) where the shape changes
+            projection shortcut (conv1x1 + BN, static; DGC for conv="dgc") where the shape changes
     head:   4x4 average pool, Linear 512 -> classes
 """
 
@@ -26,7 +26,8 @@ class BasicBlock(Module):
         self.conv2 = conv(cout, cout, 3, 1, 1)
         self.bn2 = BatchNorm2d(cout)
         if stride != 1 or cin != cout:
-            self.shortcut = Sequential(Conv2d(cin, cout, 1, stride, bias=False), BatchNorm2d(cout))
+            project = conv(cin, cout, 1, stride) if conv.replaces_shortcuts else Conv2d(cin, cout, 1, stride, bias=False)
+            self.shortcut = Sequential(project, BatchNorm2d(cout))
         else:
             self.shortcut = None
 

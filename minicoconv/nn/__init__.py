@@ -1,7 +1,7 @@
 """Neural-network layers and functional ops, PyTorch-shaped."""
 
 from . import functional, init
-from .dynamic import CoConv2d, CondConv2d, DyConv2d, anneal_temperature, fuse
+from .dynamic import CoConv2d, CondConv2d, DGConv2d, DyConv2d, ODConv2d, anneal_temperature, fuse
 from .layers import (
                      AdaptiveAvgPool2d,
                      AvgPool2d,
@@ -19,7 +19,7 @@ from .layers import (
 )
 from .module import Module, Parameter
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "CoConv2d", "CondConv2d", "Conv2d", "DyConv2d",
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "CoConv2d", "CondConv2d", "Conv2d", "DGConv2d", "DyConv2d", "ODConv2d",
            "anneal_temperature", "fuse", "Dropout", "Flatten", "Identity",
            "Linear", "MaxPool2d", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
            "functional", "init"]
