@@ -26,7 +26,10 @@ class BasicBlock(Module):
         self.conv2 = conv(cout, cout, 3, 1, 1)
         self.bn2 = BatchNorm2d(cout)
         if stride != 1 or cin != cout:
-            project = conv(cin, cout, 1, stride) if conv.replaces_shortcuts else Conv2d(cin, cout, 1, stride, bias=False)
+            if conv.replaces_shortcuts:
+                project = conv(cin, cout, 1, stride)
+            else:
+                project = Conv2d(cin, cout, 1, stride, bias=False)
             self.shortcut = Sequential(project, BatchNorm2d(cout))
         else:
             self.shortcut = None

@@ -19,7 +19,6 @@ from .layers import (
 )
 from .module import Module, Parameter
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "CoConv2d", "CondConv2d", "Conv2d", "DGConv2d", "DyConv2d", "ODConv2d",
-           "anneal_temperature", "fuse", "Dropout", "Flatten", "Identity",
-           "Linear", "MaxPool2d", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
-           "functional", "init"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "CoConv2d", "CondConv2d", "Conv2d", "DGConv2d",
+           "Dropout", "DyConv2d", "Flatten", "Identity", "Linear", "MaxPool2d", "Module", "ModuleList", "ODConv2d",
+           "Parameter", "ReLU", "Sequential", "Sigmoid", "anneal_temperature", "functional", "fuse", "init"]

@@ -29,8 +29,12 @@ from ..module import Module
 MEMORY_BUDGET_BYTES = 256 * 2**20
 
 
-def chunk_size(per_sample_bytes: int, batch: int, budget: int = MEMORY_BUDGET_BYTES) -> int:
-    """Samples per chunk so that per-sample kernels stay within `budget` bytes (at least 1)."""
+def chunk_size(per_sample_bytes: int, batch: int, budget: int | None = None) -> int:
+    """Samples per chunk so that per-sample kernels stay within `budget` bytes (at least 1).
+
+    `budget` defaults to MEMORY_BUDGET_BYTES as it is at call time (so it can be changed).
+    """
+    budget = MEMORY_BUDGET_BYTES if budget is None else budget
     return max(1, min(batch, budget // max(per_sample_bytes, 1)))
 
 
