@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import dtypes
@@ -157,6 +159,14 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
                     ("bias", bias)):
         if t is not None and t.shape != (c,):
             raise ValueError(f"batch_norm: {name} must have shape ({c},) for input {x.shape}, got {t.shape}")
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and t.dtype != x.dtype:  # raw arrays below: Function.apply cannot check them
+            raise TypeError(f"batch_norm: {name} is {t.dtype} but the input is {x.dtype}; "
+                            "convert one with .to(dtype)")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
+    if training and running_mean is not None and not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
+        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
     if training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
@@ -181,6 +191,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not dtypes.is_floating(x.dtype):
+        raise TypeError(f"dropout: input must be float32 or float64, got {x.dtype}")
     if not training or p == 0:
         return x
     if p == 1:

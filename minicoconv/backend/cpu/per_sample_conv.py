@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv_kernels import BLOCK_BYTES, conv2d_backward, conv2d_forward, conv2d_output_shape
-from .im2col import col2im_kernel, im2col_kernel
+from .im2col import col2im_blocks, im2col_blocks
 
 
 def _check(op, x, kernels, stride, padding, dilation, groups):
@@ -28,7 +28,10 @@ def _check(op, x, kernels, stride, padding, dilation, groups):
                          f"got shape {getattr(x, 'shape', None)}")
     if x.dtype != kernels.dtype:
         raise ValueError(f"{op}: x and kernels dtypes differ ({x.dtype} vs {kernels.dtype})")
-    out_shape = conv2d_output_shape(x.shape, kernels.shape[1:], stride, padding, dilation, groups)
+    try:
+        out_shape = conv2d_output_shape(x.shape, kernels.shape[1:], stride, padding, dilation, groups)
+    except ValueError as err:  # name the op that was called, not the convolution it checks against
+        raise ValueError(f"{op}: {str(err).removeprefix('conv2d: ')} (w = one sample's kernels)") from None
     return np.ascontiguousarray(x), np.ascontiguousarray(kernels), out_shape
 
 
@@ -64,7 +67,7 @@ def per_sample_conv2d_forward(x, kernels, stride, padding, dilation, groups):
     for n0 in range(0, n, nb):
         b = min(nb, n - n0)
         cols = cols_buf[:k * b * n_pix].reshape(k, b * n_pix)
-        im2col_kernel(x, n0, *geom, cols)
+        im2col_blocks(x, geom, n0, cols)
         cols4 = cols.reshape(g, k // g, b, n_pix).transpose(2, 0, 1, 3)
         np.matmul(k4[n0:n0 + b], cols4, out=y4[n0:n0 + b])
     return y, None
@@ -99,9 +102,9 @@ def per_sample_conv2d_backward(gy, x, kernels, saved, stride, padding, dilation,
         cols = cols_buf[:k * b * n_pix].reshape(k, b * n_pix)
         cols4 = cols.reshape(g, k // g, b, n_pix).transpose(2, 0, 1, 3)
         if need_dk:
-            im2col_kernel(x, n0, *geom, cols)
+            im2col_blocks(x, geom, n0, cols)
             np.matmul(gy4[n0:n0 + b], cols4.transpose(0, 1, 3, 2), out=dk4[n0:n0 + b])
         if need_dx:
             cols4[...] = np.matmul(k4[n0:n0 + b].transpose(0, 1, 3, 2), gy4[n0:n0 + b])
-            col2im_kernel(cols, n0, *geom, dx)
+            col2im_blocks(cols, geom, n0, dx)
     return dx, dk

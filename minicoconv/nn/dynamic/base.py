@@ -46,6 +46,12 @@ class ExpertConv2d(Module):
         if self.bias is not None:
             init.uniform_(self.bias, -bound, bound)
 
+    def check_input(self, x) -> None:
+        """Refuse an input the layer cannot take, naming the layer (rather than an op deep inside it)."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: expected input of shape (N, {self.in_channels}, H, W), "
+                             f"got {x.shape}")
+
     def conv_macs(self, out_shape: tuple) -> int:
         """Multiply-accumulates of one k x k convolution producing `out_shape` (N, C', H', W')."""
         fan_in = self.weight.shape[2] * self.weight.shape[3] * self.weight.shape[4]

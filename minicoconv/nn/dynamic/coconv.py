@@ -128,6 +128,7 @@ class CoConv2d(ExpertConv2d):
         return self.routing(x)
 
     def forward(self, x):
+        self.check_input(x)
         r = self.routing(x)
         n_batch, n = x.shape[0], self.experts
         if self.attention == "output":

@@ -28,6 +28,7 @@ class CondConv2d(ExpertConv2d):
         return self.routing(global_avg_pool(x)).sigmoid()
 
     def forward(self, x):
+        self.check_input(x)
         r = self.routing_weights(x)
         y = F.dynamic_conv2d(x, self.weight, r, self.stride, self.padding, self.groups)
         if self.bias is not None:

@@ -39,6 +39,7 @@ class DyConv2d(ExpertConv2d):
         return (self.fc2(h) / self.temperature).softmax(axis=1)
 
     def forward(self, x):
+        self.check_input(x)
         r = self.routing_weights(x)
         y = F.dynamic_conv2d(x, self.weight, r, self.stride, self.padding, self.groups)
         if self.bias is not None:

@@ -25,7 +25,8 @@ from ...tensor import Tensor
 from .. import functional as F
 from ..module import Module
 
-#: bytes of per-sample kernels held at once by fused inference (and by dynamic_conv2d)
+#: bytes of per-sample kernels held at once by fused inference
+#: (dynamic_conv2d has its own: ops.dynamic_conv.KERNEL_BUDGET_BYTES)
 MEMORY_BUDGET_BYTES = 256 * 2**20
 
 
@@ -56,6 +57,7 @@ class FusedCoConv2d(Module):
         layer = self._layer
         if self.training:
             raise RuntimeError("FusedCoConv2d is inference-only: keep it in eval mode (train the CoConv2d)")
+        layer.check_input(x)
         with no_grad():
             r = layer.routing(x)
             a, c = (Tensor(v, device=x.device) for v in layer.expert_affine())
