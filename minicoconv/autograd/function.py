@@ -88,7 +88,8 @@ class Function:
         ctx = Context(cls, first._backend, needs)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **kwargs)
-        result = Tensor._from_array(out, first._backend, requires_grad=track)
+        # an op that moves data (ToDevice) names the backend of its output in ctx.out_backend
+        result = Tensor._from_array(out, getattr(ctx, "out_backend", first._backend), requires_grad=track)
         if track:
             ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
             result._ctx = ctx

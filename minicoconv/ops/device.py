@@ -10,16 +10,10 @@ class ToDevice(Function):
 
     @staticmethod
     def forward(ctx, a, target):
-        ctx.source = ctx.backend
+        ctx.out_backend = target
         return target.asarray(ctx.backend.to_numpy(a))
 
     @staticmethod
     def backward(ctx, g):
         # g lives on the target device; bring it back to the source device
-        import numpy as np
-
-        return ctx.source.asarray(np.asarray(_host(g))), None
-
-
-def _host(array):
-    return array.copy_to_host() if hasattr(array, "copy_to_host") else array
+        return ctx.backend.asarray(ctx.out_backend.to_numpy(g)), None

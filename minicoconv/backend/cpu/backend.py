@@ -74,6 +74,10 @@ class CPUBackend(Backend):
 
     name = "cpu"
 
+    @staticmethod
+    def synchronize() -> None:
+        """Wait for queued work (nothing to wait for: NumPy and Numba calls return when done)."""
+
     # creation and transfer
     asarray = staticmethod(_asarray)
     to_numpy = staticmethod(_to_numpy)
