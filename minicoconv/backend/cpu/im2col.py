@@ -69,8 +69,8 @@ def im2col_kernel(x, height, width, n0, kh, kw, sh, sw, ph, pw, dh, dw, out_h, o
     rows = tap_ranges(kh, dh, ph, height, sh, out_h)
     columns = tap_ranges(kw, dw, pw, width, sw, out_w)
     for task in prange(nb * n_chan):
-        b = task // n_chan
-        c = task - b * n_chan
+        c = task // nb  # channel-major: neighbouring tasks write neighbouring column segments
+        b = task - c * nb
         plane = x[n0 + b, c]
         for i in range(kh):
             r_lo, r_hi = rows[i, 0], rows[i, 1]
@@ -127,8 +127,8 @@ def col2im_kernel(cols, n0, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, height
     rows = tap_ranges(kh, dh, ph, height, sh, out_h)
     columns = tap_ranges(kw, dw, pw, width, sw, out_w)
     for task in prange(nb * n_chan):
-        b = task // n_chan
-        c = task - b * n_chan
+        c = task // nb  # channel-major: neighbouring tasks read neighbouring column segments
+        b = task - c * nb
         plane = dx[n0 + b, c]
         for p in range(height * width):
             plane[p] = 0
