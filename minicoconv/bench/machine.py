@@ -1,0 +1,136 @@
+"""The machine a benchmark ran on, and one thread count for every thread pool.
+
+Three pools can run at once in this process: Numba's (the parallel kernels),
+NumPy's BLAS (the GEMMs) and PyTorch's (the reference). They never run
+concurrently here (a Numba kernel never calls BLAS), so each may use all the
+cores, but none may use more: `set_threads(n)` sets
+
+- Numba: `numba.set_num_threads(n)` (at most NUMBA_NUM_THREADS, fixed at import);
+- BLAS: through `threadpoolctl` when it is installed; otherwise the BLAS keeps
+  the count it read from the environment at import: start the process with
+  `OPENBLAS_NUM_THREADS=n OMP_NUM_THREADS=n` (MKL_NUM_THREADS for MKL) to change it;
+- PyTorch: `torch.set_num_threads(n)`, when PyTorch is in use.
+
+Idle OpenMP threads. Numba's default threading layer here is OpenMP (libgomp),
+as is PyTorch's pool, and libgomp lets a thread that has finished its share
+spin before it sleeps. On a machine whose cores are busy with other processes
+the spinning threads use up their time slices and every parallel region then
+waits for the scheduler: a 5 us Numba launch was measured at 5-25 ms this way,
+a tiny PyTorch conv at ~90 ms. `prefer_passive_openmp()` sets
+OMP_WAIT_POLICY=passive (unless the user set it) before either library starts
+its OpenMP runtime, for both alike; on an idle machine it costs a few
+microseconds per parallel region. OpenBLAS's own worker threads spin too
+(OPENBLAS_THREAD_TIMEOUT) and compete with Numba's pool between a kernel and
+its GEMM: with a busy machine, OPENBLAS_NUM_THREADS=1 can be much faster.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def numpy_blas() -> str:
+    """The BLAS NumPy was built against, e.g. 'scipy-openblas 0.3.31'."""
+    import numpy as np
+
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # NumPy < 1.25 has no dict form
+        return "unknown"
+
+
+def blas_threads() -> str:
+    """BLAS thread count as threadpoolctl reports it, or the environment setting it was started with."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            if os.environ.get(var):
+                return f"{os.environ[var]} ({var})"
+        return f"default, all {os.cpu_count()} cores (no threadpoolctl; set OPENBLAS_NUM_THREADS)"
+    counts = sorted({str(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"})
+    return "/".join(counts) or "?"
+
+
+def prefer_passive_openmp() -> str:
+    """OMP_WAIT_POLICY=passive unless already set; call before Numba's first parallel kernel and `import torch`."""
+    return os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+
+def numba_threading_layer() -> str:
+    """The layer Numba chose (known once a parallel kernel has run), else the configured preference."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return f"not chosen yet (config: {numba.config.THREADING_LAYER})"
+
+
+_BLAS_LIMITER = None  # threadpoolctl's limiter, kept alive for the life of the process
+
+
+def set_threads(threads: int, torch=None) -> list[str]:
+    """Use `threads` threads in Numba, BLAS and (if given) PyTorch; return warnings."""
+    import numba
+
+    global _BLAS_LIMITER
+    warnings = []
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    ceiling = numba.config.NUMBA_NUM_THREADS
+    if threads > ceiling:
+        warnings.append(f"Numba can use at most {ceiling} threads (NUMBA_NUM_THREADS): using {ceiling}")
+    numba.set_num_threads(min(threads, ceiling))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if threads != available_cores() and not os.environ.get("OPENBLAS_NUM_THREADS"):
+            warnings.append("threadpoolctl is not installed: NumPy's BLAS keeps its default thread count; "
+                            f"run with OPENBLAS_NUM_THREADS={threads} OMP_NUM_THREADS={threads} to match")
+    else:
+        _BLAS_LIMITER = threadpool_limits(limits=threads, user_api="blas")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return warnings
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe(torch=None, device: str = "cpu") -> dict[str, str]:
+    """What the numbers depend on: CPU, cores, load, library versions and thread counts."""
+    import numba
+    import numpy as np
+
+    info = {
+        "cpu": f"{cpu_model()}, {available_cores()} cores available ({os.cpu_count()} online)",
+        "load average": " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
+        "python": platform.python_version(),
+        "numpy": f"{np.__version__}, BLAS {numpy_blas()}, BLAS threads {blas_threads()}",
+        "numba": f"{numba.__version__}, {numba.get_num_threads()} threads, threading layer "
+                 f"{numba_threading_layer()}",
+        "openmp": f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+        "torch": (f"{torch.__version__}, {torch.get_num_threads()} threads" if torch is not None
+                  else "not used"),
+        "device": device,
+    }
+    return info

@@ -1,0 +1,131 @@
+"""Model benchmarks: a full training step and fused inference, ours against PyTorch's.
+
+Training step (batch N of 32x32 images): forward, cross-entropy, backward, SGD
+step with momentum 0.9 and weight decay 5e-4 (the paper's recipe), gradients
+cleared each step. Inference: eval mode, `nn.fuse(model)`, no_grad. The PyTorch
+reference (`torch_reference.py`) is the same architecture, checked to have the
+same number of parameters, timed round-robin with ours in the same process.
+
+Peak memory is NumPy's: the most memory allocated by NumPy during one training
+step above what existed before it (activations, gradients, scratch), measured
+with tracemalloc in an extra, untimed step (see timing.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import creation, models, nn
+from ..autograd import no_grad
+from ..nn import functional as F
+from ..optim import SGD
+from ..random import manual_seed
+from ..tensor import Tensor
+from .layers import OURS, TORCH, Setup
+from .profile import op_profile
+from .timing import numpy_peak_bytes
+
+#: the conv types of the paper's comparisons: `--all` times every model with each of them
+PAPER_CONVS = ("static", "condconv", "dycnn", "coconv")
+#: training-step targets, ours / PyTorch CPU at batch 32 (min times)
+TRAIN_TARGETS = {"static": 1.5, "coconv": 1.3, "condconv": 0.6, "dycnn": 0.6}
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+IMAGE_SHAPE = (3, 32, 32)
+
+
+class OursRunner:
+    """Our model on `device` with its optimizer, one fixed batch, and the two timed calls."""
+
+    def __init__(self, name: str, conv: str, batch: int, experts: int, device: str, seed: int = 0):
+        manual_seed(seed)
+        self.model = models.build(name, conv=conv, experts=experts).to(device)
+        self.opt = SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        self.x = creation.randn(batch, *IMAGE_SHAPE, device=device)
+        self.t = Tensor(np.random.default_rng(seed).integers(0, 100, batch), dtype="int64", device=device)
+        self.fused = None
+
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def train_step(self) -> None:
+        loss = F.cross_entropy(self.model(self.x), self.t)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def prepare_inference(self) -> None:
+        self.model.eval()
+        self.fused = nn.fuse(self.model)
+
+    def infer_step(self) -> None:
+        with no_grad():
+            self.fused(self.x)
+
+
+class TorchRunner:
+    """The PyTorch reference of the same model, same calls."""
+
+    def __init__(self, torch, name: str, conv: str, batch: int, experts: int, device: str, seed: int = 0):
+        from . import torch_reference as ref
+
+        self.torch = torch
+        torch.manual_seed(seed)
+        self.model = ref.build(name, conv, experts).to(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        self.x = torch.randn(batch, *IMAGE_SHAPE, device=device)
+        self.t = torch.from_numpy(np.random.default_rng(seed).integers(0, 100, batch)).to(device)
+
+    def train_step(self) -> None:
+        loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.t)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def prepare_inference(self) -> None:
+        self.model.eval()  # CoConv layers switch to their fused form in eval mode
+
+    def infer_step(self) -> None:
+        with self.torch.no_grad():
+            self.model(self.x)
+
+
+def bench_model(setup: Setup, name: str, conv: str, batch: int = 32, experts: int = 4, memory: bool = True,
+                profile: bool = False) -> dict:
+    """One row: parameters, training-step and inference times, images/s, peak memory, ratios to PyTorch.
+
+    With `profile`, row["profile"] holds the op-by-op breakdown of one extra training step.
+    """
+    ours = OursRunner(name, conv, batch, experts, setup.device)
+    runners = {OURS: ours}
+    if setup.torch is not None and conv in PAPER_CONVS:  # the PyTorch reference has only these
+        from .torch_reference import check_same_params
+
+        runners[TORCH] = TorchRunner(setup.torch, name, conv, batch, experts, setup.torch_device)
+        check_same_params(ours.params(), runners[TORCH].model, f"{name} {conv}")
+    train = setup.measure({k: r.train_step for k, r in runners.items()})
+    row = {"model": name, "conv": conv, "params": ours.params(), "batch": batch}
+    if memory:
+        row["peak_mb"] = numpy_peak_bytes(ours.train_step) / 2**20
+    if profile:
+        row["profile"] = [vars(r) for r in op_profile(ours.train_step, setup.sync)]
+    for r in runners.values():
+        r.prepare_inference()
+    infer = setup.measure({k: r.infer_step for k, r in runners.items()})
+    ours_train, ours_infer = train[OURS], infer[OURS]
+    theirs_train, theirs_infer = train.get(TORCH), infer.get(TORCH)
+    target = TRAIN_TARGETS.get(conv)
+    ratio = ours_train.min_ms / theirs_train.min_ms if theirs_train else None
+    row.update({
+        "train_ms": ours_train.median_ms, "train_min_ms": ours_train.min_ms,
+        "train_img_s": batch / ours_train.min_ms * 1e3,
+        "infer_ms": ours_infer.median_ms, "infer_min_ms": ours_infer.min_ms,
+        "infer_img_s": batch / ours_infer.min_ms * 1e3,
+        "torch_train_ms": theirs_train.median_ms if theirs_train else None,
+        "torch_train_min_ms": theirs_train.min_ms if theirs_train else None,
+        "train_ratio": ratio, "target": target,
+        "meets": (ratio <= target) if ratio is not None and target else None,
+        "torch_infer_ms": theirs_infer.median_ms if theirs_infer else None,
+        "torch_infer_min_ms": theirs_infer.min_ms if theirs_infer else None,
+        "infer_ratio": ours_infer.min_ms / theirs_infer.min_ms if theirs_infer else None,
+    })
+    return row

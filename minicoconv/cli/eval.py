@@ -1,0 +1,87 @@
+"""`minicoconv eval CHECKPOINT`: top-1 and top-5 of a saved model on the test set.
+
+    minicoconv eval runs/resnet18-coconv/best.npz            # the training form
+    minicoconv eval runs/resnet18-coconv/best.npz --fused    # nn.fuse(model): same numbers, cheaper inference
+
+The model is rebuilt from the training config stored in the checkpoint. The
+data is the checkpoint's own source (CIFAR-100 or the synthetic stand-in)
+unless --data or --synthetic says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the test set",
+                       description="Rebuild the model from a checkpoint's config and report test top-1/top-5.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz file written by minicoconv train")
+    p.add_argument("--fused", action="store_true", help="evaluate the fused inference form nn.fuse(model)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="DIR", help="CIFAR-100 archive or folder")
+    source.add_argument("--synthetic", action="store_true", help="the synthetic stand-in's test set")
+    p.add_argument("--eval-subset", type=int, metavar="N", help="only the first N test images")
+    p.add_argument("--batch-size", type=int, default=128, metavar="N", help="default 128")
+    p.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    p.set_defaults(run=run_eval, parser=p)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .. import nn
+    from ..data import BatchLoader
+    from ..train import CheckpointError, ConfigError, DataNotFoundError, evaluate, load_datasets
+    from ..train.prepare import model_from_checkpoint
+
+    if args.batch_size < 1:
+        args.parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.eval_subset is not None and args.eval_subset < 1:
+        args.parser.error(f"--eval-subset must be >= 1, got {args.eval_subset}")
+    try:
+        model, ckpt = model_from_checkpoint(args.checkpoint)
+    except (CheckpointError, ConfigError) as e:
+        print(f"minicoconv eval: {e}", file=sys.stderr)
+        return 1
+    cfg = _data_config(ckpt, args)
+    try:
+        _, _, test = load_datasets(cfg, log=lambda line: print(line, file=sys.stderr))
+    except DataNotFoundError as e:
+        print(f"minicoconv eval: {e}", file=sys.stderr)
+        return 1
+    trained_synthetic = bool(ckpt.trainer.get("synthetic", ckpt.config.get("synthetic")))
+    if trained_synthetic != test.synthetic:
+        print(f"warning: the model was trained on {'synthetic' if trained_synthetic else 'CIFAR-100'} data and "
+              f"is evaluated on {'synthetic' if test.synthetic else 'CIFAR-100'} data", file=sys.stderr)
+    form = "fused" if args.fused else "training form"
+    if args.fused:
+        model = nn.fuse(model)
+    loader = BatchLoader(test, args.batch_size, shuffle=False, prefetch=True)
+    start = time.perf_counter()
+    result = evaluate(model, loader, device=cfg.device)
+    seconds = time.perf_counter() - start
+    tag = " [SYNTHETIC data]" if test.synthetic else ""
+    print(f"{args.checkpoint}: {cfg.model}/{cfg.conv} ({cfg.experts} experts), epoch {ckpt.epoch}, {form}")
+    print(f"test top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
+          f"({result['n']} images, {result['n'] / seconds:.0f} img/s){tag}")
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "fused": args.fused, "epoch": ckpt.epoch,
+                          "synthetic": test.synthetic, **result}))
+    return 0
+
+
+def _data_config(ckpt, args):
+    """The checkpoint's config with the evaluation's data options (no val split, no training subset)."""
+    from ..train.prepare import config_from_checkpoint
+
+    cfg = config_from_checkpoint(ckpt)
+    if args.data is not None:
+        cfg.data, cfg.synthetic = args.data, False
+    elif args.synthetic:
+        cfg.data, cfg.synthetic = None, True
+    cfg.val_split, cfg.train_subset, cfg.eval_subset = 0, None, args.eval_subset
+    if cfg.synthetic:
+        cfg.synthetic_train = 1  # the test set does not depend on it: generate (almost) no training images
+    return cfg

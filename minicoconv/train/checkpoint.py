@@ -1,0 +1,216 @@
+"""Checkpoints: everything needed to resume a run exactly, in one `.npz` file.
+
+Keys of the archive (np.savez; read back with allow_pickle=False, so a
+checkpoint can never run code):
+
+    format_version              int, FORMAT_VERSION
+    model/<name>                every parameter and buffer (model.state_dict())
+    optimizer/param_groups      JSON: SGD options per group (lr, momentum, ...)
+    optimizer/momentum/<i>      momentum buffer of the i-th parameter
+    scheduler                   JSON: StepLR state (or null)
+    epoch, global_step          completed epochs, optimizer steps so far
+    rng/global                  JSON: minicoconv.random generator state (dropout, init)
+    rng/loader                  JSON: {"seed", "epoch", "batch"}: where the data order stands
+    config                      JSON: the run's TrainConfig (or null)
+    trainer                     JSON: anything else the trainer keeps (running means, best epoch)
+
+Writing is atomic: the archive goes to a temporary file in the same folder,
+is fsync'ed, and replaces the old file with os.replace, so a crash or Ctrl-C
+leaves either the old checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import random as mc_random
+from .metrics import clean_for_json
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "epoch", "global_step", "rng/global", "rng/loader", "config", "trainer",
+                 "scheduler", "optimizer/param_groups")
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, corrupt, of another format version, or does not fit the model.
+
+    The message starts with the file's path.
+    """
+
+
+def _json(value: Any) -> np.ndarray:
+    return np.array(json.dumps(clean_for_json(value)))
+
+
+def _unjson(path: Path, key: str, value: np.ndarray) -> Any:
+    try:
+        return json.loads(str(value))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: entry {key!r} is not valid JSON ({e})") from e
+
+
+def _int(path: Path, key: str, value: np.ndarray) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: entry {key!r} is not an integer ({e})") from e
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file (see the module docstring for the keys)."""
+
+    path: Path
+    model: dict[str, np.ndarray]
+    optimizer: dict[str, Any] | None = None   # in SGD.state_dict() form
+    scheduler: dict[str, Any] | None = None   # in StepLR.state_dict() form
+    epoch: int = 0
+    global_step: int = 0
+    rng: dict[str, Any] | None = None
+    loader: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+    trainer: dict[str, Any] = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+
+    def load_model(self, model) -> None:
+        """Copy the weights into `model`; CheckpointError if names or shapes differ."""
+        try:
+            model.load_state_dict(self.model)
+        except (KeyError, ValueError) as e:
+            detail = e.args[0] if e.args else str(e)
+            raise CheckpointError(f"{self.path}: does not fit this model ({detail}); was it saved from "
+                                  f"another model, conv type or number of experts?") from e
+
+    def restore(self, model, optimizer=None, scheduler=None, rng: bool = True) -> None:
+        """Load model weights, optimizer and scheduler state and (rng=True) the global RNG state."""
+        self.load_model(model)
+        if optimizer is not None:
+            if self.optimizer is None:
+                raise CheckpointError(f"{self.path}: holds no optimizer state")
+            try:
+                optimizer.load_state_dict(self.optimizer)
+            except (KeyError, ValueError, IndexError) as e:
+                raise CheckpointError(f"{self.path}: optimizer state does not fit ({e})") from e
+        if scheduler is not None:
+            if self.scheduler is None:
+                raise CheckpointError(f"{self.path}: holds no scheduler state")
+            scheduler.load_state_dict(self.scheduler)
+        if rng and self.rng is not None:
+            mc_random.set_rng_state(self.rng)
+
+
+def save_checkpoint(path: str | os.PathLike[str], model, optimizer=None, scheduler=None, *, epoch: int = 0,
+                    global_step: int = 0, loader: dict[str, Any] | None = None,
+                    config: dict[str, Any] | None = None, trainer: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint of `model` (and optimizer, scheduler, RNG state) to `path`, atomically."""
+    arrays: dict[str, np.ndarray] = {"format_version": np.array(FORMAT_VERSION)}
+    for name, value in model.state_dict().items():
+        arrays[f"model/{name}"] = value
+    groups = None
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        groups = state["param_groups"]
+        for i, buf in state["momentum_buffers"].items():
+            arrays[f"optimizer/momentum/{i}"] = buf
+    arrays["optimizer/param_groups"] = _json(groups)
+    arrays["scheduler"] = _json(scheduler.state_dict() if scheduler is not None else None)
+    arrays["epoch"] = np.array(int(epoch))
+    arrays["global_step"] = np.array(int(global_step))
+    arrays["rng/global"] = _json(mc_random.get_rng_state())
+    arrays["rng/loader"] = _json(loader or {})
+    arrays["config"] = _json(config)
+    arrays["trainer"] = _json(trainer or {})
+    path = Path(path)
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint; CheckpointError naming the file for anything wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # np.load would try to read anything else as a pickle
+        raise CheckpointError(f"{path}: not a checkpoint, or truncated/corrupt (not a valid .npz zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}  # read everything now: errors surface here
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path}: not a checkpoint, or truncated/corrupt (bad zip archive: {e})") from e
+    except (ValueError, OSError, KeyError, zipfile.LargeZipFile) as e:
+        raise CheckpointError(f"{path}: corrupt or not a minicoconv checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(arrays, dict) or "format_version" not in arrays:
+        raise CheckpointError(f"{path}: not a minicoconv checkpoint (no 'format_version' key; "
+                              f"found {', '.join(sorted(arrays)[:5]) or 'nothing'})")
+    try:
+        version = int(arrays["format_version"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: 'format_version' is not an integer ({e})") from e
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version}, this minicoconv reads version "
+                              f"{FORMAT_VERSION}")
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    if not model:
+        missing.append("model/*")
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+    groups = _unjson(path, "optimizer/param_groups", arrays["optimizer/param_groups"])
+    optimizer = None
+    if groups is not None:
+        prefix = "optimizer/momentum/"
+        buffers = {int(k[len(prefix):]): v for k, v in arrays.items() if k.startswith(prefix)}
+        optimizer = {"param_groups": groups, "momentum_buffers": buffers}
+    return Checkpoint(
+        path=path, model=model, optimizer=optimizer,
+        scheduler=_unjson(path, "scheduler", arrays["scheduler"]),
+        epoch=_int(path, "epoch", arrays["epoch"]), global_step=_int(path, "global_step", arrays["global_step"]),
+        rng=_unjson(path, "rng/global", arrays["rng/global"]),
+        loader=_unjson(path, "rng/loader", arrays["rng/loader"]),
+        config=_unjson(path, "config", arrays["config"]),
+        trainer=_unjson(path, "trainer", arrays["trainer"]),
+        version=version,
+    )
+
+
+def copy_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Copy a checkpoint file atomically (e.g. last.npz -> best.npz)."""
+    dst = Path(dst)
+    with open(src, "rb") as source:
+        _atomic_write(dst, lambda f: shutil.copyfileobj(source, f, 1 << 22))
+    return dst
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, fsync it, then os.replace it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable (not possible on every platform)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,143 @@
+"""From a `TrainConfig` to the things a run needs: data, loaders, model, optimizer.
+
+    train, val, test = load_datasets(cfg)      # val is None without --val-split
+    model = build_model(cfg)                   # seeded: same cfg.seed, same initial weights
+    optimizer, scheduler = build_optimizer(cfg, model)
+    model, ckpt = model_from_checkpoint("runs/x/best.npz")   # for evaluation
+
+Data sources, in order: the synthetic stand-in (`--synthetic`), an explicit
+`--data` path, else the usual places (`find_cifar100`). Not finding CIFAR-100
+is a `DataNotFoundError` whose message says how to get it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .. import models, optim
+from .. import random as mc_random
+from ..data import BatchLoader, Dataset, DatasetError, find_cifar100, load_cifar100, synthetic_cifar100
+from ..data.cifar import EXPECTED_COUNTS, default_search_dirs
+from ..nn.module import Module
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .config import ConfigError, TrainConfig
+
+#: the seed of the synthetic data set itself (the run's --seed only changes init and data order)
+SYNTHETIC_DATA_SEED = 0
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No CIFAR-100 copy where we looked; the message says how to get one."""
+
+
+def data_not_found_message() -> str:
+    places = ", ".join(str(d) for d in default_search_dirs())
+    return (f"No CIFAR-100 copy found (looked in {places}).\n"
+            "  Download it with:   minicoconv download cifar100\n"
+            "  or point to a copy: --data DIR (cifar-100-python.tar.gz or the cifar-100-python/ folder)\n"
+            "  or train on the synthetic stand-in (clearly labelled as such): --synthetic")
+
+
+def load_datasets(cfg: TrainConfig, log: Callable[[str], Any] = print) -> tuple[Dataset, Dataset | None, Dataset]:
+    """(train, val, test) for `cfg`: data source, --val-split, --train-subset and --eval-subset applied.
+
+    The validation images are held out of the training set with a seeded split
+    (`cfg.seed`) before any --train-subset, so they are never trained on.
+    """
+    if cfg.synthetic:
+        train, test = synthetic_cifar100(cfg.synthetic_train, cfg.synthetic_test, seed=SYNTHETIC_DATA_SEED)
+        log(f"data: SYNTHETIC stand-in for CIFAR-100 ({len(train)} train / {len(test)} test images); "
+            "accuracies on it say nothing about CIFAR-100")
+    else:
+        path = cfg.data or find_cifar100()
+        if path is None:
+            raise DataNotFoundError(data_not_found_message())
+        try:
+            train, test = load_cifar100(path, strict_counts=False)
+        except DatasetError as e:
+            raise DataNotFoundError(f"cannot read CIFAR-100: {e}") from e
+        log(f"data: CIFAR-100 from {os.fspath(path)} ({len(train)} train / {len(test)} test images)")
+        for split, ds in (("train", train), ("test", test)):
+            if len(ds) != EXPECTED_COUNTS[split]:
+                log(f"warning: the {split} split has {len(ds)} images, CIFAR-100 has {EXPECTED_COUNTS[split]}")
+    cfg.check_sizes(len(train))
+    val = None
+    if cfg.val_split:
+        train, val = train.split(cfg.val_split, seed=cfg.seed)
+    if cfg.train_subset is not None:
+        train = train.subset(cfg.train_subset)
+    if cfg.eval_subset is not None:
+        test = test.subset(min(cfg.eval_subset, len(test)))
+        if val is not None:
+            val = val.subset(min(cfg.eval_subset, len(val)))
+    return train, val, test
+
+
+def make_loaders(cfg: TrainConfig, train: Dataset, val: Dataset | None, test: Dataset
+                 ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
+    """Training batches shuffled and augmented (seeded by cfg.seed and the epoch); evaluation batches in order."""
+    train_loader = BatchLoader(train, cfg.batch_size, shuffle=True, augment=True, seed=cfg.seed, prefetch=True)
+    val_loader = None if val is None else BatchLoader(val, cfg.batch_size, shuffle=False, prefetch=True)
+    test_loader = BatchLoader(test, cfg.batch_size, shuffle=False, prefetch=True)
+    return train_loader, val_loader, test_loader
+
+
+def check_device(device: str) -> None:
+    """ConfigError unless `device` can be used here (checked before any data is loaded)."""
+    from ..backend import get_backend
+
+    try:
+        get_backend(device)
+    except (RuntimeError, ValueError, ImportError) as e:
+        raise ConfigError(f"--device {device}: {e}") from e
+
+
+def build_model(cfg: TrainConfig) -> Module:
+    """The model of `cfg`, initialised from the global generator seeded with cfg.seed, on cfg.device."""
+    mc_random.manual_seed(cfg.seed)
+    try:
+        model = models.build(cfg.model, conv=cfg.conv, experts=cfg.experts, num_classes=cfg.num_classes,
+                             **cfg.conv_options())
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"cannot build {cfg.model} with conv={cfg.conv}: {e}") from e
+    if cfg.device != "cpu":
+        check_device(cfg.device)
+        model.to(cfg.device)
+    return model
+
+
+def build_optimizer(cfg: TrainConfig, model: Module) -> tuple[optim.SGD, optim.StepLR]:
+    """SGD with momentum and weight decay, and StepLR (divide by 1/gamma every lr_step epochs)."""
+    optimizer = optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return optimizer, optim.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+
+
+def config_from_checkpoint(ckpt: Checkpoint) -> TrainConfig:
+    if ckpt.config is None:
+        raise CheckpointError(f"{ckpt.path}: holds no training config, so its model cannot be rebuilt "
+                              "(saved from Python without a TrainConfig?)")
+    try:
+        return TrainConfig.from_dict(ckpt.config).validate()
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{ckpt.path}: its training config is not usable ({e})") from e
+
+
+def model_from_checkpoint(path: str | os.PathLike[str], device: str | None = None) -> tuple[Module, Checkpoint]:
+    """Rebuild the model a checkpoint was saved from, load its weights, and put it in eval mode."""
+    ckpt = load_checkpoint(path)
+    cfg = config_from_checkpoint(ckpt)
+    if device is not None:
+        cfg.device = device
+    state = mc_random.get_rng_state()  # building the model draws init weights: leave the caller's RNG alone
+    try:
+        model = build_model(cfg)
+    finally:
+        mc_random.set_rng_state(state)
+    ckpt.load_model(model)
+    temperatures = ckpt.trainer.get("temperatures", {})  # DY-CNN / ODConv temperature when saved
+    for m in model.modules():
+        if type(m).__name__ in temperatures:
+            m.temperature = float(temperatures[type(m).__name__])
+    return model.eval(), ckpt
