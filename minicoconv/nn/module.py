@@ -131,9 +131,17 @@ class Module:
         return (b for _, b in self.named_buffers())
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
-        """Call fn on every module (children first, as PyTorch)."""
-        for m in reversed(list(self.modules())):
-            fn(m)
+        """Call fn on every module once, children before their parent, in registration order (as PyTorch)."""
+        seen: set[int] = set()
+
+        def visit(module: Module) -> None:
+            seen.add(id(module))
+            for child in module.children():
+                if id(child) not in seen:
+                    visit(child)
+            fn(module)
+
+        visit(self)
         return self
 
     # ---- modes ---------------------------------------------------------------
@@ -183,13 +191,16 @@ class Module:
         for k, t in own.items():
             if k in state:
                 value = np.asarray(state[k].numpy() if isinstance(state[k], Tensor) else state[k])
-                t.data = t._backend.asarray(np.ascontiguousarray(value, dtype=t.dtype))
+                # a copy: the module must never share memory with (and later update) the caller's arrays
+                t.data = t._backend.asarray(np.array(value, dtype=t.dtype, order="C", copy=True))
         return missing, unexpected
 
     def to(self, device: str | None = None, dtype=None) -> Module:
         """Move/convert every parameter and buffer in place (floating dtypes only change)."""
         backend = get_backend(device) if device is not None else None
         dtype = dtypes.resolve(dtype) if dtype is not None else None
+        if dtype is not None and not dtypes.is_floating(dtype):
+            raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, got {dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
             host = None
             if dtype is not None and dtypes.is_floating(t.dtype) and t.dtype != dtype:

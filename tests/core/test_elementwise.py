@@ -13,10 +13,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import arrays, broadcast_pairs, floats, layouts, leaf, scalars, shapes
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import arrays, broadcast_pairs, floats, layouts, leaf, scalars, shapes
 
 import minicoconv as mc
 from minicoconv.testing import gradcheck

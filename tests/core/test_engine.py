@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import arrays, broadcast_pairs, leaf
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import arrays, broadcast_pairs, leaf
 
 import minicoconv as mc
 from minicoconv.autograd import Function, topological_order, unbroadcast

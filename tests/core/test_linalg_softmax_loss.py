@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import arrays, layouts, leaf, matmul_shapes, shapes
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import arrays, layouts, leaf, matmul_shapes, shapes
 
 import minicoconv as mc
 from minicoconv.nn.functional import cross_entropy

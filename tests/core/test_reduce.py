@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import arrays, axes, distinct_arrays, layouts, leaf, shapes
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import arrays, axes, distinct_arrays, layouts, leaf, shapes
 
 import minicoconv as mc
 from minicoconv.testing import gradcheck

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import arrays, shapes
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import arrays, shapes
 
 import minicoconv as mc
 from minicoconv.nn.functional import cross_entropy

@@ -13,6 +13,7 @@ class Sequential(Module):
     def __init__(self, *modules: Module):
         super().__init__()
         for i, m in enumerate(modules):
+            _check_module("Sequential", i, m)
             setattr(self, str(i), m)
 
     def forward(self, x):
@@ -39,6 +40,7 @@ class ModuleList(Module):
             self.append(m)
 
     def append(self, m: Module) -> ModuleList:
+        _check_module("ModuleList", len(self._modules), m)
         setattr(self, str(len(self._modules)), m)
         return self
 
@@ -50,3 +52,9 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+
+def _check_module(container: str, index: int, m) -> None:
+    """A non-Module would be kept as a plain attribute and silently skipped: refuse it."""
+    if not isinstance(m, Module):
+        raise TypeError(f"{container}: entry {index} must be a Module, got {type(m).__name__}")
