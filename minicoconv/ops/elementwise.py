@@ -241,7 +241,8 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx, g):
         be = ctx.backend
-        return be.where(be.greater(ctx.saved[0], 0), g, be.zeros((), dtype=g.dtype))
+        # multiplying by the 0/1 mask is several times faster than where() on large maps
+        return be.multiply(g, be.astype(be.greater(ctx.saved[0], 0), g.dtype))
 
 
 class Sigmoid(Function):

@@ -219,6 +219,7 @@ def test_eval_of_a_bad_file_is_a_clear_error(capsys, tmp_path):
 # ---- plot ------------------------------------------------------------------------------------------
 
 def test_plot_writes_a_png(capsys, coconv_run, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional [plot] extra")
     target = tmp_path / "curves.png"
     assert main(["plot", str(coconv_run), "--out", str(target)]) == 0
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
