@@ -47,7 +47,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return 1
     cfg = _data_config(ckpt, args)
     try:
-        _, _, test = load_datasets(cfg, log=lambda line: print(line, file=sys.stderr))
+        _, _, test = load_datasets(cfg, log=lambda line: None)
     except DataNotFoundError as e:
         print(f"minicoconv eval: {e}", file=sys.stderr)
         return 1
@@ -63,7 +63,9 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate(model, loader, device=cfg.device)
     seconds = time.perf_counter() - start
     tag = " [SYNTHETIC data]" if test.synthetic else ""
-    print(f"{args.checkpoint}: {cfg.model}/{cfg.conv} ({cfg.experts} experts), epoch {ckpt.epoch}, {form}")
+    experts = f" ({cfg.experts} experts)" if cfg.conv != "static" else ""
+    source = "synthetic stand-in" if test.synthetic else "CIFAR-100"
+    print(f"{args.checkpoint}: {cfg.model}/{cfg.conv}{experts}, epoch {ckpt.epoch}, {form}; {source} test set")
     print(f"test top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
           f"({result['n']} images, {result['n'] / seconds:.0f} img/s){tag}")
     if args.json:

@@ -52,6 +52,7 @@ def run_plot(args: argparse.Namespace) -> int:
 def plot_curves(records: list[dict], out: Path, title: str = "") -> None:
     """Two panels over epochs: losses (train, val, test) and accuracies (top-1, and test top-5 dashed)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in records]
 
@@ -73,6 +74,7 @@ def plot_curves(records: list[dict], out: Path, title: str = "") -> None:
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.legend()
     if any(r.get("synthetic") for r in records):
         title += " (SYNTHETIC data)"
