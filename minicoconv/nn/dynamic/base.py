@@ -72,3 +72,25 @@ class ExpertConv2d(Module):
 def global_avg_pool(x):
     """(N, C, H, W) -> (N, C): the mean over each channel's map."""
     return F.adaptive_avg_pool2d(x, 1).reshape(x.shape[0], x.shape[1])
+
+
+class MixtureConv2d(ExpertConv2d):
+    """CondConv and DY-CNN: y_b = conv(x_b, sum_i r_bi W_i) + sum_i r_bi bias_i.
+
+    Subclasses define `routing_weights(x) -> r (N, n)`. Training and inference are the
+    same computation (one aggregated kernel per sample), so the fused form is the layer.
+    """
+
+    def forward(self, x):
+        self.check_input(x)
+        r = self.routing_weights(x)
+        y = F.dynamic_conv2d(x, self.weight, r, self.stride, self.padding, self.groups)
+        if self.bias is not None:
+            y = y + (r @ self.bias).reshape(x.shape[0], self.out_channels, 1, 1)
+        return y
+
+    def macs(self, inputs, out) -> int:
+        return self.conv_macs(out.shape) + self.aggregation_macs(out.shape[0])
+
+    def fuse(self):
+        return self

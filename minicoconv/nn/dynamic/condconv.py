@@ -10,12 +10,11 @@ shared im2col (`F.dynamic_conv2d`, chunked over the batch to bound memory).
 
 from __future__ import annotations
 
-from .. import functional as F
 from ..layers.linear import Linear
-from .base import ExpertConv2d, global_avg_pool
+from .base import MixtureConv2d, global_avg_pool
 
 
-class CondConv2d(ExpertConv2d):
+class CondConv2d(MixtureConv2d):
     """CondConv2d(in, out, kernel_size, stride=1, padding=0, groups=1, bias=False, experts=4)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -27,17 +26,3 @@ class CondConv2d(ExpertConv2d):
         """Per-sample expert weights r, (N, n), each in (0, 1)."""
         return self.routing(global_avg_pool(x)).sigmoid()
 
-    def forward(self, x):
-        self.check_input(x)
-        r = self.routing_weights(x)
-        y = F.dynamic_conv2d(x, self.weight, r, self.stride, self.padding, self.groups)
-        if self.bias is not None:
-            y = y + (r @ self.bias).reshape(x.shape[0], self.out_channels, 1, 1)
-        return y
-
-    def macs(self, inputs, out) -> int:
-        return self.conv_macs(out.shape) + self.aggregation_macs(out.shape[0])
-
-    def fuse(self):
-        """CondConv already computes one aggregated kernel per sample: its fused form is itself."""
-        return self

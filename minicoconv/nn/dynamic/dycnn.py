@@ -10,13 +10,12 @@ implements the DY-CNN paper's schedule (linear from 30 to 1 over the first epoch
 
 from __future__ import annotations
 
-from .. import functional as F
 from ..layers.linear import Linear
 from ..module import Module
-from .base import ExpertConv2d, global_avg_pool
+from .base import MixtureConv2d, global_avg_pool
 
 
-class DyConv2d(ExpertConv2d):
+class DyConv2d(MixtureConv2d):
     """DyConv2d(in, out, kernel_size, stride=1, padding=0, groups=1, bias=False, experts=4,
     reduction=16, temperature=1.0)."""
 
@@ -38,20 +37,6 @@ class DyConv2d(ExpertConv2d):
         h = self.fc1(global_avg_pool(x)).relu()
         return (self.fc2(h) / self.temperature).softmax(axis=1)
 
-    def forward(self, x):
-        self.check_input(x)
-        r = self.routing_weights(x)
-        y = F.dynamic_conv2d(x, self.weight, r, self.stride, self.padding, self.groups)
-        if self.bias is not None:
-            y = y + (r @ self.bias).reshape(x.shape[0], self.out_channels, 1, 1)
-        return y
-
-    def macs(self, inputs, out) -> int:
-        return self.conv_macs(out.shape) + self.aggregation_macs(out.shape[0])
-
-    def fuse(self):
-        """DY-CNN already computes one aggregated kernel per sample: its fused form is itself."""
-        return self
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", temperature={self.temperature:g}"
