@@ -99,6 +99,43 @@ def test_sgd_updates_in_place_and_keeps_the_dtype():
     assert all(buf.dtype == np.float32 for buf in opt32.state_dict()["momentum_buffers"].values())
 
 
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain")
+@pytest.mark.parametrize("layout", ["small", "parallel", "strided"])
+def test_cpu_sgd_kernel_matches_the_numpy_rule_in_float32(options, layout):
+    """The fused kernel gives the NumPy rule's float32 result; large arrays take the parallel kernel."""
+    from minicoconv.backend.cpu.optim_kernels import PARALLEL_MIN_SIZE, sgd_update
+
+    rng = np.random.default_rng(1)
+    size = PARALLEL_MIN_SIZE + 3 if layout == "parallel" else 37
+    p = rng.standard_normal((2, size)).astype(np.float32)
+    param = p.T if layout == "strided" else p  # a transposed view is not C-contiguous
+    expect, bufs = [param.copy()], [None]
+    buf = None
+    for _ in range(3):
+        grad = rng.standard_normal(param.shape).astype(np.float32)
+        buf = sgd_update(param, grad, buf, 0.1, **{"momentum": 0.0, "weight_decay": 0.0, "nesterov": False,
+                                                  **options})
+        expect, bufs = numpy_sgd(expect, [grad], bufs, 0.1, **options)
+    assert param.dtype == np.float32 and np.shares_memory(param, p)
+    np.testing.assert_allclose(param, expect[0], rtol=1e-6, atol=1e-6)
+    if options.get("momentum"):
+        np.testing.assert_allclose(buf, bufs[0], rtol=1e-6, atol=1e-6)
+    else:
+        assert buf is None
+
+
+def test_cpu_sgd_kernel_refuses_mismatched_arrays():
+    from minicoconv.backend.cpu.optim_kernels import sgd_update
+
+    param = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match="grad of shape"):
+        sgd_update(param, np.zeros((4, 3), np.float32), None, 0.1, 0.0, 0.0, False)
+    with pytest.raises(ValueError, match="grad of shape"):
+        sgd_update(param, np.zeros((3, 4), np.float64), None, 0.1, 0.0, 0.0, False)
+    with pytest.raises(ValueError, match="float32/float64"):
+        sgd_update(param.astype(np.int32), param.astype(np.int32), None, 0.1, 0.0, 0.0, False)
+
+
 def test_parameters_without_gradients_are_skipped():
     model = make_model()
     optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.5)

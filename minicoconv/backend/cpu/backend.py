@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import conv_kernels, norm_kernels, per_sample_conv, pool_kernels
+from . import conv_kernels, norm_kernels, optim_kernels, per_sample_conv, pool_kernels
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
@@ -53,20 +53,6 @@ def _to_numpy(a: np.ndarray) -> np.ndarray:
 
 def _pad(a: np.ndarray, pad_width, value) -> np.ndarray:
     return np.pad(a, pad_width, constant_values=value)
-
-
-def _sgd_update(param, grad, buf, lr, momentum, weight_decay, nesterov):
-    """In-place SGD step (PyTorch's rule, dampening 0); returns the momentum buffer."""
-    g = grad + weight_decay * param if weight_decay else grad
-    if momentum:
-        if buf is None:
-            buf = np.array(g)
-        else:
-            buf *= momentum
-            buf += g
-        g = g + momentum * buf if nesterov else buf
-    param -= lr * g
-    return buf
 
 
 class CPUBackend(Backend):
@@ -129,7 +115,7 @@ class CPUBackend(Backend):
     log_softmax = staticmethod(_log_softmax)
 
     # training
-    sgd_update = staticmethod(_sgd_update)
+    sgd_update = staticmethod(optim_kernels.sgd_update)
 
     # Numba kernels (validated drivers: see each module)
     conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
