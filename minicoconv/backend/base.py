@@ -18,7 +18,7 @@ Groups of functions (see `CPUBackend` for the reference implementation):
 - reductions: sum, max, argmax (NumPy `axis`/`keepdims`)
 - linear algebra: matmul (batched, broadcasting)
 - shape: reshape, transpose, broadcast_to, getitem, scatter_add, concatenate, pad
-- fused: softmax, log_softmax
+- fused: softmax, log_softmax, relu_forward, relu_backward (generic forms on `Backend`)
 - kernels (added by the nn issue): convolution, pooling, batch norm, SGD update
 """
 
@@ -33,6 +33,15 @@ class Backend:
     def is_available(self) -> bool:
         """Whether this backend can run on this machine."""
         return True
+
+    # -- activations (generic forms; a backend may override them with fused kernels) -----------
+    def relu_forward(self, a):
+        """max(a, 0)."""
+        return self.maximum(a, 0)
+
+    def relu_backward(self, g, y):
+        """g * [y > 0] for the forward output y (0 where y <= 0, NaN in g included, as PyTorch)."""
+        return self.where(self.greater(y, 0), g, self.zeros(g.shape, g.dtype))
 
     def __repr__(self) -> str:
         return f"<backend {self.name}>"

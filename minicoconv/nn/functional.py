@@ -10,6 +10,7 @@ from .. import dtypes
 from ..ops.conv import Conv2d as Conv2dOp
 from ..ops.dynamic_conv import DynamicConv2d as DynamicConv2dOp
 from ..ops.dynamic_conv import PerSampleConv2d as PerSampleConv2dOp
+from ..ops.linalg import Linear as LinearOp
 from ..ops.norm import BatchNorm2d as BatchNorm2dOp
 from ..ops.pool import AdaptiveAvgPool2d as AdaptiveAvgPool2dOp
 from ..ops.pool import AvgPool2d as AvgPool2dOp
@@ -180,8 +181,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x @ weight^T + bias:  x (..., in), weight (out, in), bias (out,) -> (..., out)."""
     if x.shape[-1:] != weight.shape[-1:]:
         raise ValueError(f"linear: input features {x.shape} do not match weight {weight.shape}")
-    y = x.matmul(weight.T)
-    return y if bias is None else y + bias
+    if weight.ndim != 2 or (bias is not None and bias.shape != weight.shape[:1]):
+        raise ValueError(f"linear: expected weight (out, in) and bias (out,), got {weight.shape} and "
+                         f"{None if bias is None else bias.shape}")
+    lead = x.shape[:-1]
+    y = LinearOp.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+    return y.reshape(*lead, weight.shape[0])
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -1,4 +1,4 @@
-"""Matrix product with batching and broadcasting over leading axes."""
+"""Matrix product with batching and broadcasting over leading axes, and the linear layer's product."""
 
 from __future__ import annotations
 
@@ -42,3 +42,30 @@ def _broadcast_batch(sa, sb):
     for x, y in zip(reversed(sa), reversed(sb)):
         if x != y and x != 1 and y != 1:
             raise ValueError
+
+
+class Linear(Function):
+    """y = x @ w^T + b for x (M, in), w (out, in), b (out,) or None -> (M, out).
+
+    dx = g @ w,  dw = g^T @ x,  db = sum over M of g.
+    A dedicated op rather than matmul(x, w.T): through the transpose, dw would come
+    back in w^T's memory order, and every optimizer step would then pay a transposing
+    copy (about 0.7 s per step for AlexNet's 4096 x 4096 layer on two cores).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        be = ctx.backend
+        ctx.save_for_backward(x, w)
+        y = be.matmul(x, be.transpose(w, (1, 0)))
+        return y if b is None else be.add(y, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        be = ctx.backend
+        x, w = ctx.saved
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dx = be.matmul(g, w) if need_x else None
+        dw = be.matmul(be.transpose(g, (1, 0)), x) if need_w else None
+        db = be.sum(g, axis=0) if need_b else None
+        return dx, dw, db

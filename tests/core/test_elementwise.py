@@ -271,3 +271,25 @@ def test_comparisons_give_boolean_tensors(a, b):
     for got, want in [(x > b, a > b), (x < b, a < b), (x >= b, a >= b), (x <= b, a <= b), (x.eq(x), a == a)]:
         assert got.dtype == mc.bool_ and not got.requires_grad
         np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["kernel", "strided", "small"])
+def test_relu_kernels_match_numpy(dtype, layout):
+    """Large contiguous maps take the fused Numba kernels; strided and small ones NumPy. Same results."""
+    from minicoconv.backend.cpu.activation_kernels import PARALLEL_MIN_SIZE
+
+    rng = np.random.default_rng(0)
+    n = PARALLEL_MIN_SIZE + 5 if layout != "small" else 11
+    a = rng.standard_normal((2, n)).astype(dtype)
+    a[0, :4] = [0.0, -0.0, np.nan, np.inf]
+    g = rng.standard_normal(a.shape).astype(dtype)
+    g[1, :2] = np.nan
+    if layout == "strided":
+        a, g = a.T, g.T
+    x = mc.tensor(a, requires_grad=True)
+    y = x.relu()
+    y.backward(mc.tensor(g))
+    np.testing.assert_array_equal(y.numpy(), np.maximum(a, 0))
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(np.maximum(a, 0) > 0, g, 0))
+    assert y.dtype == x.grad.dtype == mc.tensor(a).dtype

@@ -248,3 +248,20 @@ def test_flatten(shape, data, layout):
     assert out.shape == (*shape[:start_dim], int(np.prod(shape[start_dim:])))
     np.testing.assert_array_equal(out.numpy(), x.numpy().reshape(out.shape))
     assert gradcheck(lambda x: F.flatten(x, start_dim), x, name="flatten")
+
+
+def test_linear_weight_gradient_keeps_the_weight_layout():
+    """dW comes back C-contiguous like W (the optimizer would otherwise pay a transposing copy)."""
+    x = mc.tensor(np.ones((5, 3), np.float32), requires_grad=True)
+    w = mc.tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    F.linear(x, w).sum().backward()
+    assert w.grad.numpy().flags.c_contiguous
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((4, 3), 5.0))
+
+
+def test_linear_refuses_mismatched_dtypes_and_bias_shapes():
+    x = mc.tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match="dtype mismatch"):
+        F.linear(x, mc.tensor(np.ones((4, 3), np.float64)))
+    with pytest.raises(ValueError, match="bias"):
+        F.linear(x, mc.tensor(np.ones((4, 3), np.float32)), mc.tensor(np.ones(3, np.float32)))

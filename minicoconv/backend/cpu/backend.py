@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import conv_kernels, norm_kernels, optim_kernels, per_sample_conv, pool_kernels
+from . import activation_kernels, conv_kernels, norm_kernels, optim_kernels, per_sample_conv, pool_kernels
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
@@ -113,6 +113,8 @@ class CPUBackend(Backend):
     # fused
     softmax = staticmethod(_softmax)
     log_softmax = staticmethod(_log_softmax)
+    relu_forward = staticmethod(activation_kernels.relu_forward)
+    relu_backward = staticmethod(activation_kernels.relu_backward)
 
     # training
     sgd_update = staticmethod(optim_kernels.sgd_update)
