@@ -101,7 +101,10 @@ class Pow(Function):
             exponent = be.where(be.equal(b, 0), be.full((), 1, dtype=g.dtype), be.subtract(b, 1))
             ga = be.multiply(g, be.multiply(b, be.power(a, exponent)))
         if ctx.needs_input_grad[1]:
-            gb = be.multiply(g, be.multiply(y, be.log(a)))
+            # y * log(a) would be 0 * -inf = nan at a = 0 (b > 0), where the derivative is 0 (as
+            # PyTorch): take log(1) = 0 there instead. At a = 0 with b < 0 (a pole) it stays nan.
+            safe_a = be.where(be.equal(a, 0), be.full((), 1, dtype=g.dtype), a)
+            gb = be.multiply(g, be.multiply(y, be.log(safe_a)))
         return ga, gb
 
 

@@ -147,6 +147,13 @@ def test_kinks_follow_pytorch_convention():
         (z ** 0).sum().backward()
     np.testing.assert_array_equal(z.grad.numpy(), [0.0, 0.0])
 
+    base = mc.tensor([0.0, 0.0, 2.0], dtype=mc.float64, requires_grad=True)
+    exponent = mc.tensor([2.0, 0.0, 3.0], dtype=mc.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no log(0) on the way
+        (base ** exponent).sum().backward()
+    np.testing.assert_allclose(exponent.grad.numpy(), [0.0, 0.0, 8 * np.log(2.0)])
+
 
 def test_sigmoid_is_stable_for_large_inputs():
     x = mc.tensor([-1000.0, 0.0, 1000.0], requires_grad=True)
