@@ -89,7 +89,10 @@ class Function:
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **kwargs)
         # an op that moves data (ToDevice) names the backend of its output in ctx.out_backend
-        result = Tensor._from_array(out, getattr(ctx, "out_backend", first._backend), requires_grad=track)
+        backend = getattr(ctx, "out_backend", first._backend)
+        if getattr(out, "ndim", None) == 0:
+            out = backend.asarray(out)  # NumPy gives scalars for 0-d results; a tensor holds an array
+        result = Tensor._from_array(out, backend, requires_grad=track)
         if track:
             ctx.inputs = tuple(a if isinstance(a, Tensor) else None for a in args)
             result._ctx = ctx

@@ -120,3 +120,10 @@ def test_mean_of_float32_accumulates_sensibly(a):
     got = mc.tensor(a).mean()
     assert got.dtype == mc.float32
     np.testing.assert_allclose(got.item(), a.astype(np.float64).mean(), rtol=1e-5, atol=1e-3)
+
+
+def test_full_reductions_hold_zero_d_arrays():
+    """sum/max/mean over every axis give 0-d arrays, never NumPy scalars (which cannot be written to)."""
+    x = mc.tensor(np.arange(6.0).reshape(2, 3))
+    for t in (x.sum(), x.max(), x.mean()):
+        assert isinstance(t.data, np.ndarray) and t.shape == ()
