@@ -1,0 +1,79 @@
+"""One training step and one evaluation pass: the two things a training loop repeats.
+
+    loss, logits = train_step(model, optimizer, images, labels)     # forward, loss, backward, SGD
+    metrics = evaluate(model, loader)                                # top-1, top-5, loss in eval mode
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..autograd import no_grad
+from ..nn import dynamic
+from ..nn import functional as F
+from ..tensor import Tensor
+from .metrics import RunningMean, topk_correct
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the message says where, and which checkpoint was kept."""
+
+
+#: weight of DGC's lasso term on the channel saliencies (DESIGN.md, DGC)
+DGC_LASSO_WEIGHT = 1e-5
+
+
+def train_step(model, optimizer, images: Tensor, labels: np.ndarray, penalty=None) -> tuple[float, np.ndarray]:
+    """One SGD step on one batch: forward, loss, backward, update.
+
+    images (N, 3, 32, 32), labels (N,) int64 -> (the batch's mean loss, logits (N, classes) as NumPy).
+    `penalty(model)`, if given, is added to the loss (DGC's lasso). A NaN or infinite loss raises
+    TrainingDiverged before anything is updated.
+    """
+    logits = model(images)                        # forward: (N, 3, 32, 32) -> (N, classes)
+    loss = F.cross_entropy(logits, labels)        # mean softmax cross-entropy over the batch
+    if penalty is not None:
+        loss = loss + penalty(model)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"loss is {value}")
+    optimizer.zero_grad()                         # forget the previous step's gradients
+    loss.backward()                               # d loss / d p into p.grad, for every parameter p
+    optimizer.step()                              # p <- p - lr * (momentum buffer of the gradient)
+    return value, logits.numpy()
+
+
+def dgc_penalty(model) -> Tensor:
+    """DGC: 1e-5 times the sum of every DGConv2d's lasso term from the last forward."""
+    return DGC_LASSO_WEIGHT * dynamic.dgc_lasso(model)
+
+
+def evaluate(model, loader, device: str = "cpu", should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
+    """Top-1, top-5 (percent) and mean loss of `model` in eval mode over `loader`'s batches."""
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = 0
+    loss = RunningMean()
+    try:
+        with no_grad():
+            for x, y in loader:
+                logits = model(Tensor(x, device=device)).numpy()
+                c1, c5 = topk_correct(logits, y, (1, 5))
+                correct1, correct5 = correct1 + c1, correct5 + c5
+                loss.update(_cross_entropy(logits, y), len(y))
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt
+    finally:
+        model.train(was_training)
+    n = max(loss.count, 1)
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss.mean, "n": loss.count}
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    log_p = z[np.arange(len(labels)), labels] - np.log(np.exp(z).sum(axis=1))
+    return float(-log_p.mean())
