@@ -209,21 +209,60 @@ def randomize_bn(model, seed: int = 0) -> None:
             m.bias.data = rng.normal(0.0, 0.1, c).astype(np.float32)
 
 
+def calibrate_bn(model, seed: int = 2) -> None:
+    """BN running statistics = the statistics of one training-mode batch (momentum 1), then restored momentum.
+
+    DGC needs it: its saliencies grow with the input's scale (q from the pooled input), so a layer's
+    output is quadratic in its input's. With running statistics that do not match the activations, an
+    eval-mode DGC ResNet18 squares its scale layer after layer and overflows to NaN within ~5 blocks.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1.0
+    x = mc.Tensor(np.random.default_rng(seed).normal(size=(4, 3, 32, 32)).astype(np.float32))
+    with no_grad():
+        model.train()(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
 @pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_model_fused_equals_eval(name, conv):
+    _check_model_fused(name, conv)
+
+
+#: ODConv on every backbone; DGC on the dense ones (MobileNetV2's dynamic convolutions are depthwise)
+BEYOND = [(name, "odconv") for name in MODEL_NAMES] + [(name, "dgc") for name in ("alexnet", "resnet18")]
+#: how many layers each fused form replaces (ResNet18 DGC: two per block + three projection shortcuts;
+#: AlexNet DGC: the first conv has 3 input channels, which 4 heads do not divide, and stays static)
+N_FUSED = {"coconv": {"alexnet": 5, "resnet18": 16, "mobilenetv2": 17},
+           "odconv": {"alexnet": 5, "resnet18": 16, "mobilenetv2": 17}, "dgc": {"alexnet": 4, "resnet18": 19}}
+
+
+@pytest.mark.parametrize("name,conv", BEYOND, ids=[f"{n}-{c}" for n, c in BEYOND])
+def test_beyond_model_fused_equals_eval(name, conv):
+    """ODConv's fused form; for DGC, the sparse inference form (only the kept channels convolved)."""
+    _check_model_fused(name, conv)
+
+
+def _check_model_fused(name: str, conv: str) -> None:
     mc.manual_seed(0)
     model = models.build(name, conv=conv)
     randomize_bn(model)
+    if conv == "dgc":
+        calibrate_bn(model)
     model.eval()
     x = mc.Tensor(np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32))
     fused = nn.fuse(model)
     with no_grad():
         reference, out = model(x).numpy(), fused(x).numpy()
     assert out.shape == (2, 100)
-    if conv == "coconv":
-        n_fused = sum(isinstance(m, nn.dynamic.FusedCoConv2d) for m in fused.modules())
-        assert n_fused == {"alexnet": 5, "resnet18": 16, "mobilenetv2": 17}[name]
-        assert_fused_equal(out, reference, rtol=1e-5, what=f"{name}/{conv}")  # 5-17 fused layers deep
+    if conv in N_FUSED:
+        kind = {"coconv": nn.dynamic.FusedCoConv2d, "odconv": nn.dynamic.FusedODConv2d,
+                "dgc": nn.dynamic.SparseDGConv2d}[conv]
+        assert sum(isinstance(m, kind) for m in fused.modules()) == N_FUSED[conv][name]
+        assert_fused_equal(out, reference, rtol=1e-5, what=f"{name}/{conv}")  # 4-19 fused layers deep
     else:  # nothing changes: the same modules run
         np.testing.assert_array_equal(out, reference)
