@@ -6,6 +6,11 @@ A dynamic layer counts its own work: CoConv's training form runs n expert
 convolutions (plus the weighted sum); every fused form builds one kernel per
 sample from n experts (n * |W| MACs) and runs one convolution. Batch norm,
 pooling and activations are not counted (as in the papers' tables).
+
+DGC: its training form (and the original code's inference) convolves every input
+channel, the zeroed ones too; its fused form is the sparse one, which convolves only
+the kept channels of each sample and head, about `keep` times the MACs. Its saliency
+generator (two small matmuls per head) is not counted.
 """
 
 from __future__ import annotations
@@ -90,6 +95,9 @@ def summary(model: Module, input_shape: tuple = (3, 32, 32), print_fn=print) -> 
     for r in rows:
         print_fn(f"{r.name:<{width}}  {r.kind:<18} {str(r.out_shape):<16} {r.params:>11,} {r.macs_train:>14,} "
                  f"{r.macs_fused:>14,}")
+    saving = ""
+    if total["macs_fused"] != total["macs_train"] and total["macs_train"]:
+        saving = f", {100 * total['macs_fused'] / total['macs_train']:.1f}% of the training form"
     print_fn(f"total: {total['params'] / 1e6:.2f}M parameters, {total['macs_train'] / 1e6:.1f}M MACs (training form), "
-             f"{total['macs_fused'] / 1e6:.1f}M MACs (fused inference)")
+             f"{total['macs_fused'] / 1e6:.1f}M MACs (fused inference{saving})")
     return total

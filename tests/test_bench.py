@@ -167,12 +167,13 @@ def test_cli_unavailable_cuda_fails_with_the_backends_message(capsys):
 
 CUDA_SIM_SCRIPT = """
 from minicoconv.backend import get_backend
-from minicoconv.bench import Setup, bench_dynamic, bench_layers
+from minicoconv.bench import Setup, bench_beyond, bench_dynamic, bench_layers
 from minicoconv.bench.layers import LayerCase, conv
 backend = get_backend("cuda")
 setup = Setup(device="cuda", repeats=1, warmup=0, sync=getattr(backend, "synchronize", None))
 rows = bench_layers(setup, batch=2, cases=(conv("c", 4, 4, 4), LayerCase("bn", "batchnorm", 4, 4)))
 rows += bench_dynamic(setup, batch=2, experts=2, cases=(conv("d", 4, 4, 4),))
+rows += bench_beyond(setup, batch=2, experts=2, cases=(conv("d", 4, 4, 4),))
 print("ROWS", len(rows), all(r["min_ms"] > 0 for r in rows))
 """
 
@@ -189,4 +190,4 @@ def test_bench_runs_on_the_cuda_device_under_the_simulator():
     if "ROWS" not in done.stdout and "not available" in done.stderr:
         pytest.skip(f"the CUDA backend cannot run under the simulator here: {done.stderr[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "ROWS 10 True" in done.stdout  # 2 layers + 1 shape x 2 modes x 4 conv types
+    assert "ROWS 18 True" in done.stdout  # 2 layers + 1 shape x 2 modes x 4 conv types + 3 train + 5 inference

@@ -2,9 +2,17 @@
 
 Training step (batch N of 32x32 images): forward, cross-entropy, backward, SGD
 step with momentum 0.9 and weight decay 5e-4 (the paper's recipe), gradients
-cleared each step. Inference: eval mode, `nn.fuse(model)`, no_grad. The PyTorch
+cleared each step. Inference: eval mode, `nn.fuse(model)`, no_grad, after the BN
+running statistics are set to those of the benchmark batch (an untrained model's
+initial ones, mean 0 and variance 1, let activations grow layer after layer in eval
+mode: a DGC ResNet18 overflows, since its saliencies grow with its input). The PyTorch
 reference (`torch_reference.py`) is the same architecture, checked to have the
 same number of parameters, timed round-robin with ours in the same process.
+
+ODConv and DGC (`--conv odconv|dgc`) have references too (torch_beyond.py). A DGC
+model's training step adds DGC's lasso term (1e-5 x the sum of the saliency means), as
+the trainer does; its inference is the sparse form (only the kept channels convolved).
+DGC replaces dense convolutions only, so it has no MobileNetV2 (`unsupported`).
 
 Peak memory is NumPy's: the most memory allocated by NumPy during one training
 step above what existed before it (activations, gradients, scratch), measured
@@ -21,16 +29,36 @@ from ..nn import functional as F
 from ..optim import SGD
 from ..random import manual_seed
 from ..tensor import Tensor
+from ..train.step import DGC_LASSO_WEIGHT, dgc_penalty
 from .layers import OURS, TORCH, Setup
 from .profile import op_profile
 from .timing import numpy_peak_bytes
 
 #: the conv types of the paper's comparisons: `--all` times every model with each of them
 PAPER_CONVS = ("static", "condconv", "dycnn", "coconv")
+#: the conv types with a PyTorch reference (torch_reference.py, torch_beyond.py): all of them
+TORCH_CONVS = (*PAPER_CONVS, "odconv", "dgc")
+#: model / conv combinations that cannot be built, and why
+UNSUPPORTED = {("mobilenetv2", "dgc"): "DGC replaces dense convs only, and MobileNetV2's dynamic convs are depthwise"}
 #: training-step targets, ours / PyTorch CPU at batch 32 (min times)
 TRAIN_TARGETS = {"static": 1.5, "coconv": 1.3, "condconv": 0.6, "dycnn": 0.6}
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 IMAGE_SHAPE = (3, 32, 32)
+
+
+def calibrate_bn(model, x, bn_class, no_grad_context) -> None:
+    """Set every BN's running statistics to those of batch `x` (one no-grad forward with momentum 1)."""
+    bns = [m for m in model.modules() if isinstance(m, bn_class)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 1.0
+    model.train()
+    try:
+        with no_grad_context():
+            model(x)
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
 
 
 class OursRunner:
@@ -43,17 +71,21 @@ class OursRunner:
         self.x = creation.randn(batch, *IMAGE_SHAPE, device=device)
         self.t = Tensor(np.random.default_rng(seed).integers(0, 100, batch), dtype="int64", device=device)
         self.fused = None
+        self.lasso = conv == "dgc"
 
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
     def train_step(self) -> None:
         loss = F.cross_entropy(self.model(self.x), self.t)
+        if self.lasso:
+            loss = loss + dgc_penalty(self.model)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
 
     def prepare_inference(self) -> None:
+        calibrate_bn(self.model, self.x, nn.BatchNorm2d, no_grad)
         self.model.eval()
         self.fused = nn.fuse(self.model)
 
@@ -74,15 +106,21 @@ class TorchRunner:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
         self.x = torch.randn(batch, *IMAGE_SHAPE, device=device)
         self.t = torch.from_numpy(np.random.default_rng(seed).integers(0, 100, batch)).to(device)
+        self.lasso = conv == "dgc"
 
     def train_step(self) -> None:
         loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.t)
+        if self.lasso:
+            from .torch_beyond import dgc_lasso
+
+            loss = loss + DGC_LASSO_WEIGHT * dgc_lasso(self.model)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
 
     def prepare_inference(self) -> None:
-        self.model.eval()  # CoConv layers switch to their fused form in eval mode
+        calibrate_bn(self.model, self.x, self.torch.nn.modules.batchnorm._BatchNorm, self.torch.no_grad)
+        self.model.eval()  # CoConv layers switch to their fused form in eval mode; DGC stays dense
 
     def infer_step(self) -> None:
         with self.torch.no_grad():
@@ -95,9 +133,11 @@ def bench_model(setup: Setup, name: str, conv: str, batch: int = 32, experts: in
 
     With `profile`, row["profile"] holds the op-by-op breakdown of one extra training step.
     """
+    if (name, conv) in UNSUPPORTED:
+        raise ValueError(f"{name} with conv={conv!r}: {UNSUPPORTED[name, conv]}")
     ours = OursRunner(name, conv, batch, experts, setup.device)
     runners = {OURS: ours}
-    if setup.torch is not None and conv in PAPER_CONVS:  # the PyTorch reference has only these
+    if setup.torch is not None and conv in TORCH_CONVS:
         from .torch_reference import check_same_params
 
         runners[TORCH] = TorchRunner(setup.torch, name, conv, batch, experts, setup.torch_device)

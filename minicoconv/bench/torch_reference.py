@@ -11,6 +11,7 @@ formulations PyTorch code usually uses:
 - CoConv training form: n convolutions and n BatchNorms, y = sum_i r_i * BN_i(conv_i(x)).
   Fused inference (paper eq. 3, `fused=True` in eval mode): the per-sample
   aggregated kernel sum_i (r_i a_i) W_i, as one grouped convolution like CondConv.
+- ODConv and DGC: see torch_beyond.py.
 Initialisation is PyTorch's default: it does not change the timings.
 """
 
@@ -119,8 +120,15 @@ class TorchCoConv2d(nn.Module):
 DYNAMIC = {"condconv": TorchCondConv2d, "dycnn": TorchDyConv2d, "coconv": TorchCoConv2d}
 
 
-def conv_factory(kind="static", experts=4):
-    """make(cin, cout, k, stride=1, padding=0, groups=1), as minicoconv.models.conv_factory."""
+def conv_factory(kind="static", experts=4, **options):
+    """make(cin, cout, k, stride=1, padding=0, groups=1), as minicoconv.models.conv_factory.
+
+    ODConv and DGC come from torch_beyond.py (`options`: DGC's heads and keep).
+    """
+    if kind in ("odconv", "dgc"):
+        from . import torch_beyond
+
+        return torch_beyond.odconv_factory(experts) if kind == "odconv" else torch_beyond.dgc_factory(**options)
     if kind == "static":
         return lambda cin, cout, k, stride=1, padding=0, groups=1: nn.Conv2d(
             cin, cout, k, stride, padding, groups=groups, bias=False)
@@ -156,7 +164,9 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = conv(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout)
         self.shortcut = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            project = (conv(cin, cout, 1, stride) if getattr(conv, "replaces_shortcuts", False)  # DGC
+                       else nn.Conv2d(cin, cout, 1, stride, bias=False))
+            self.shortcut = nn.Sequential(project, nn.BatchNorm2d(cout))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -229,8 +239,8 @@ class MobileNetV2(nn.Module):
 MODELS = {"alexnet": AlexNet, "resnet18": ResNet18, "mobilenetv2": MobileNetV2}
 
 
-def build(name: str, conv: str = "static", experts: int = 4, num_classes: int = 100) -> nn.Module:
-    return MODELS[name](conv_factory(conv, experts), num_classes)
+def build(name: str, conv: str = "static", experts: int = 4, num_classes: int = 100, **options) -> nn.Module:
+    return MODELS[name](conv_factory(conv, experts, **options), num_classes)
 
 
 def count_params(model: nn.Module) -> int:

@@ -3,7 +3,12 @@
     minicoconv bench --layers [--batch-size 32] [--repeats 5] [--threads 2]
     minicoconv bench --dynamic [--experts 4]
     minicoconv bench --model resnet18 --conv coconv [--compare-torch] [--device cpu] [--profile]
-    minicoconv bench --all [--json results.json]
+    minicoconv bench --all [--conv-types static odconv dgc] [--json results.json]
+
+--dynamic prints two tables: CondConv/DY-CNN/CoConv, then ODConv and DGC (DGC's dense
+eval form against its sparse inference form at keep 0.5 and 0.25, with MACs). --all
+times every model with the paper's four conv types unless --conv-types names others
+(MobileNetV2 has no DGC variant: it is skipped with a note).
 
 PyTorch is compared whenever it is installed (--no-torch to skip, --compare-torch
 to insist). Times are wall-clock ms, median and min of --repeats runs after
@@ -27,6 +32,11 @@ DYNAMIC_COLUMNS = [("shape", "shape", "{}"), ("layer", "layer", "{}"), ("mode", 
                    ("ms", "ms", "{:.2f}"), ("min_ms", "min ms", "{:.2f}"), ("vs_static", "/static", "{:.2f}"),
                    ("target", "target", "<={:.2f}"), ("meets", "ok", "{}"), ("torch_ms", "torch ms", "{:.2f}"),
                    ("torch_min_ms", "torch min", "{:.2f}"), ("ratio", "ours/torch", "{:.2f}")]
+BEYOND_COLUMNS = [("shape", "shape", "{}"), ("layer", "layer", "{}"), ("mode", "mode", "{}"), ("form", "form", "{}"),
+                  ("ms", "ms", "{:.2f}"), ("min_ms", "min ms", "{:.2f}"), ("vs_static", "/static", "{:.2f}"),
+                  ("mmacs", "MMAC/img", "{:.2f}"), ("vs_dense", "/dense", "{:.2f}"),
+                  ("macs_vs_dense", "MACs/dense", "{:.2f}"), ("torch_ms", "torch ms", "{:.2f}"),
+                  ("torch_min_ms", "torch min", "{:.2f}"), ("ratio", "ours/torch", "{:.2f}"), ("note", "note", "{}")]
 MODEL_COLUMNS = [("model", "model", "{}"), ("conv", "conv", "{}"), ("params_m", "params", "{:.2f}M"),
                  ("train_ms", "train ms", "{:.0f}"), ("train_min_ms", "min", "{:.0f}"),
                  ("train_img_s", "img/s", "{:.1f}"), ("peak_mb", "peak MB", "{:.0f}"),
@@ -45,13 +55,16 @@ def add_parser(sub) -> None:
     what.add_argument("--layers", action="store_true",
                       help="ResNet18 3x3 convs per stage, MobileNetV2 depthwise convs, BN, pooling (fwd+bwd)")
     what.add_argument("--dynamic", action="store_true",
-                      help="CondConv/DY-CNN/CoConv vs a static conv of the same shape, training and inference")
+                      help="CondConv/DY-CNN/CoConv, then ODConv and DGC (dense and sparse inference), vs a "
+                           "static conv of the same shape, training and inference")
     what.add_argument("--model", choices=sorted(MODELS), help="a full training step and fused inference")
     what.add_argument("--all", action="store_true",
-                      help="every model with static, condconv, dycnn and coconv convs, one table")
+                      help="every model with static, condconv, dycnn and coconv convs (or --conv-types), one table")
     p.add_argument("--conv", choices=CONV_TYPES, default="static",
-                   help="conv type of --model (default static; PyTorch references exist for "
-                        "static, condconv, dycnn, coconv)")
+                   help="conv type of --model (default static; every type has a PyTorch reference)")
+    p.add_argument("--conv-types", nargs="+", choices=CONV_TYPES, metavar="CONV",
+                   help="with --all: the conv types to time (default the paper's four: static condconv dycnn "
+                        "coconv)")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5, help="timed runs; median and min are reported (default 5)")
@@ -118,14 +131,18 @@ def _make_setup(args, torch):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import bench_dynamic, bench_layers, bench_model, peak_rss_bytes
+    from ..bench import bench_beyond, bench_dynamic, bench_layers, bench_model, peak_rss_bytes
     from ..bench.machine import available_cores, describe, numba_threading_layer, prefer_passive_openmp, set_threads
-    from ..bench.models import PAPER_CONVS
+    from ..bench.models import PAPER_CONVS, UNSUPPORTED
 
     if not (args.layers or args.dynamic or args.model or args.all):
         return _fail("choose what to time: --layers, --dynamic, --model M or --all")
     if args.model and args.all:
         return _fail("--model and --all exclude each other")
+    if args.conv_types and not args.all:
+        return _fail("--conv-types goes with --all (use --conv with --model)")
+    if args.model and (args.model, args.conv) in UNSUPPORTED:
+        return _fail(f"{args.model} with --conv {args.conv}: {UNSUPPORTED[args.model, args.conv]}")
     for name in ("batch_size", "repeats", "experts"):
         if getattr(args, name) < 1:
             return _fail(f"--{name.replace('_', '-')} must be >= 1")
@@ -168,8 +185,21 @@ def run(args: argparse.Namespace) -> int:
               "PyTorch: CondConv/DY-CNN as one grouped conv over the batch, CoConv as n convs + n BNs "
               "(inference: its fused form as one grouped conv)")
         print(_table(rows, DYNAMIC_COLUMNS))
+        rows = bench_beyond(setup, args.batch_size, args.experts, progress=_progress)
+        results["dynamic_beyond"] = rows
+        print(f"\nODConv ({args.experts} kernels) and DGC (4 heads): train = forward + backward; inference: static "
+              "eval, ODConv fused, DGC dense eval (zeroed channels convolved, as the original code) and sparse "
+              "(nn.fuse: only the kept channels)")
+        print("  /static = ours / our static conv of the same shape and mode; /dense and MACs/dense = DGC sparse / "
+              "DGC dense eval; MMAC/img = millions of multiply-accumulates per image, routing included; DGC adds "
+              "a BN + ReLU; PyTorch: torch_beyond.py (no sparse DGC)")
+        print(_table(rows, BEYOND_COLUMNS))
     if args.model or args.all:
-        combos = ([(m, c) for m in sorted(MODELS) for c in PAPER_CONVS] if args.all else [(args.model, args.conv)])
+        convs = tuple(dict.fromkeys(args.conv_types or PAPER_CONVS))
+        combos = [(m, c) for m in sorted(MODELS) for c in convs] if args.all else [(args.model, args.conv)]
+        for combo in [c for c in combos if c in UNSUPPORTED]:
+            print(f"  note: skipped {combo[0]} {combo[1]}: {UNSUPPORTED[combo]}")
+            combos.remove(combo)
         rows = []
         for i, (model, conv) in enumerate(combos, 1):
             row = bench_model(setup, model, conv, args.batch_size, args.experts, memory=not args.no_memory,
@@ -185,8 +215,9 @@ def run(args: argparse.Namespace) -> int:
         results["models"] = rows
         print(f"\nmodels: training step (forward, cross-entropy, backward, SGD momentum 0.9 wd 5e-4) and fused "
               f"inference, batch {args.batch_size}, {args.experts} experts; img/s from min times; peak MB = NumPy "
-              "memory allocated during one training step (tracemalloc); PyTorch's CoConv inference uses its fused form")
-        print(_table(rows, MODEL_COLUMNS))
+              "memory allocated during one training step (tracemalloc); PyTorch's CoConv inference uses its fused "
+              "form; DGC: training adds its lasso term, our inference is the sparse form, PyTorch's the dense one")
+        print(_table(rows, MODEL_COLUMNS) if rows else "  (no model to time)")
     print(f"\npeak resident memory of this process: {peak_rss_bytes() / 2**20:.0f} MB; "
           f"numba threading layer: {numba_threading_layer()}")
     if args.json:
