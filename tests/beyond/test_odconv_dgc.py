@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import minicoconv as mc
 from minicoconv import models, nn
+from minicoconv.nn import functional as F
 from minicoconv.nn.dynamic import (
     DGConv2d,
     ODConv2d,
@@ -68,6 +69,10 @@ def test_odconv_gradients_and_fused(case):
     layer.eval()
     y = layer(x.double()).numpy()
     assert np.allclose(nn.fuse(layer)(x.double()).numpy(), y, rtol=1e-10, atol=1e-12)
+    with mc.no_grad():  # the literal formula: every attention folded into one kernel per sample
+        kernels = layer.per_sample_kernels(*layer.attentions(x.double()))
+        literal = F.per_sample_conv2d(x.double(), kernels, layer.stride, layer.padding, layer.groups)
+    assert np.allclose(literal.numpy(), y, rtol=1e-10, atol=1e-12)
 
 
 def test_odconv_special_cases_drop_attentions():
