@@ -10,6 +10,8 @@ from .. import dtypes
 from ..ops.conv import Conv2d as Conv2dOp
 from ..ops.dynamic_conv import DynamicConv2d as DynamicConv2dOp
 from ..ops.dynamic_conv import PerSampleConv2d as PerSampleConv2dOp
+from ..ops.expert_mix import ExpertScale as ExpertScaleOp
+from ..ops.expert_mix import ExpertWeightedSum as ExpertWeightedSumOp
 from ..ops.linalg import Linear as LinearOp
 from ..ops.norm import BatchNorm2d as BatchNorm2dOp
 from ..ops.pool import AdaptiveAvgPool2d as AdaptiveAvgPool2dOp
@@ -122,6 +124,41 @@ def dynamic_conv2d(x: Tensor, bank: Tensor, routing: Tensor, stride=1, padding=0
     args = (_pair(stride, "stride", "dynamic_conv2d", 1), _pair(padding, "padding", "dynamic_conv2d", 0),
             _pair(dilation, "dilation", "dynamic_conv2d", 1))
     return DynamicConv2dOp.apply(x, bank, routing, spatial, *args, groups)
+
+
+def _check_routing(op: str, r: Tensor, n_batch: int) -> None:
+    if r.ndim != 4 or r.shape[0] != n_batch or r.shape[2] < 1:
+        raise ValueError(f"{op}: routing weights r must be (N, G, n, D) with N = {n_batch} and n >= 1, "
+                         f"got shape {r.shape}")
+
+
+def expert_weighted_sum(z: Tensor, r: Tensor) -> Tensor:
+    """Mix expert-stacked maps with per-channel routing weights (CoConv's output attention).
+
+    z (N, G*n*D, H, W), channel (g*n + i)*D + d holding expert i's channel g*D + d;
+    r (N, G, n, D) -> y (N, G*D, H, W),  y[b, g*D + d] = sum_i r[b, g, i, d] * z[b, (g*n + i)*D + d].
+    """
+    _check_4d("expert_weighted_sum", z)
+    _check_routing("expert_weighted_sum", r, z.shape[0])
+    stacked = r.shape[1] * r.shape[2] * r.shape[3]
+    if z.shape[1] != stacked:
+        raise ValueError(f"expert_weighted_sum: z must have G*n*D = {stacked} channels for r of shape {r.shape} "
+                         f"= (N, G, n, D), got z of shape {z.shape}")
+    return ExpertWeightedSumOp.apply(z, r)
+
+
+def expert_scale(x: Tensor, r: Tensor) -> Tensor:
+    """One copy of x per expert, each scaled per channel (CoConv's input attention).
+
+    x (N, G*D, H, W); r (N, G, n, D) -> xs (N, G*n*D, H, W),
+    xs[b, (g*n + i)*D + d] = r[b, g, i, d] * x[b, g*D + d].
+    """
+    _check_4d("expert_scale", x)
+    _check_routing("expert_scale", r, x.shape[0])
+    if x.shape[1] != r.shape[1] * r.shape[3]:
+        raise ValueError(f"expert_scale: x must have G*D = {r.shape[1] * r.shape[3]} channels for r of shape "
+                         f"{r.shape} = (N, G, n, D), got x of shape {x.shape}")
+    return ExpertScaleOp.apply(x, r)
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import activation_kernels, conv_kernels, norm_kernels, optim_kernels, per_sample_conv, pool_kernels
+from . import (
+    activation_kernels,
+    conv_kernels,
+    expert_kernels,
+    norm_kernels,
+    optim_kernels,
+    per_sample_conv,
+    pool_kernels,
+)
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
@@ -135,3 +143,7 @@ class CPUBackend(Backend):
     batch_norm_backward = staticmethod(norm_kernels.batch_norm_backward)
     batch_norm_eval_backward = staticmethod(norm_kernels.batch_norm_eval_backward)
     batch_norm_update_running = staticmethod(norm_kernels.batch_norm_update_running)
+    expert_weighted_sum_forward = staticmethod(expert_kernels.expert_weighted_sum_forward)
+    expert_weighted_sum_backward = staticmethod(expert_kernels.expert_weighted_sum_backward)
+    expert_scale_forward = staticmethod(expert_kernels.expert_scale_forward)
+    expert_scale_backward = staticmethod(expert_kernels.expert_scale_backward)

@@ -13,7 +13,7 @@ from functools import partial
 from numba import cuda
 
 from ..base import Backend
-from . import conv, creation, elementwise, linalg, norm, per_sample, pool, reduce, sgd, shape
+from . import conv, creation, elementwise, expert_mix, linalg, norm, per_sample, pool, reduce, sgd, shape
 from . import softmax as softmax_kernels
 from .device import SIMULATOR, synchronize
 
@@ -101,3 +101,7 @@ class CUDABackend(Backend):
     batch_norm_backward = staticmethod(norm.batch_norm_backward)
     batch_norm_eval_backward = staticmethod(norm.batch_norm_eval_backward)
     batch_norm_update_running = staticmethod(norm.batch_norm_update_running)
+    expert_weighted_sum_forward = staticmethod(expert_mix.expert_weighted_sum_forward)
+    expert_weighted_sum_backward = staticmethod(expert_mix.expert_weighted_sum_backward)
+    expert_scale_forward = staticmethod(expert_mix.expert_scale_forward)
+    expert_scale_backward = staticmethod(expert_mix.expert_scale_backward)

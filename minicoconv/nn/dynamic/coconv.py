@@ -12,10 +12,11 @@ Training output (attention on output channels, default):
     y = sum_i r_i * BN_i(conv(x, W_i))
 computed as ONE convolution with the n experts stacked as n*C' output channels
 (one im2col, one GEMM), ONE BatchNorm over the n*C' channels (n BNs over C'
-channels are exactly that), then a weighted sum over the expert axis.
+channels are exactly that), then a weighted sum over the expert axis
+(F.expert_weighted_sum, one kernel each way).
 Input-channel attention (paper Table 5): r_i has C entries and scales the
-input channels of W_i; x is replicated per expert, scaled, and convolved as
-one grouped convolution with n*groups groups.
+input channels of W_i; x is replicated per expert and scaled (F.expert_scale),
+and convolved as one grouped convolution with n*groups groups.
 
 Stacked channel order. A grouped convolution sends output channel block k to
 input group k, so with groups g the stacked experts are ordered (g, n, C'/g):
@@ -99,13 +100,12 @@ class CoConv2d(ExpertConv2d):
         return w.reshape(n * co, ci, kh, kw)
 
     def _to_stacked(self, r):
-        """(N, n, C') per-expert values -> (N, g, n, C'/g, 1, 1) matching the stacked channels."""
+        """(N, n, C') per-expert values -> (N, g, n, C'/g) matching the stacked channels."""
         n_batch, n, co = r.shape
         g = self._stacked_groups()
-        r = r.reshape(n_batch, n, g, co // g)
-        if g > 1:
-            r = r.permute(0, 2, 1, 3)
-        return r.reshape(n_batch, g, n, co // g, 1, 1)
+        if g == 1:
+            return r.reshape(n_batch, 1, n, co)
+        return r.reshape(n_batch, n, g, co // g).permute(0, 2, 1, 3)
 
     def expert_affine(self):
         """Eval-mode BN_i(z) = a_i * z + c_i (conv bias folded into c_i): NumPy (a, c), each (n, C')."""
@@ -136,18 +136,13 @@ class CoConv2d(ExpertConv2d):
                          groups=self.groups)
             if self.bn is not None:
                 z = self.bn(z)
-            g = self.groups
-            z = z.reshape(n_batch, g, n, self.out_channels // g, *z.shape[2:])
-            y = (z * self._to_stacked(r)).sum(axis=2)
-        else:
-            c, h, w = x.shape[1:]
-            xs = (x.reshape(n_batch, 1, c, h, w) * r.reshape(n_batch, n, c, 1, 1)).reshape(n_batch, n * c, h, w)
-            z = F.conv2d(xs, self.stacked_weight(), self._stacked_bias(), self.stride, self.padding,
-                         groups=n * self.groups)
-            if self.bn is not None:
-                z = self.bn(z)
-            y = z.reshape(n_batch, n, self.out_channels, *z.shape[2:]).sum(axis=1)
-        return y.reshape(n_batch, self.out_channels, *y.shape[-2:])
+            return F.expert_weighted_sum(z, self._to_stacked(r))  # (N, C', H', W')
+        xs = F.expert_scale(x, r.reshape(n_batch, 1, n, x.shape[1]))  # (N, n*C, H, W)
+        z = F.conv2d(xs, self.stacked_weight(), self._stacked_bias(), self.stride, self.padding,
+                     groups=n * self.groups)
+        if self.bn is not None:
+            z = self.bn(z)
+        return z.reshape(n_batch, n, self.out_channels, *z.shape[2:]).sum(axis=1)
 
     def _stacked_bias(self):
         if self.bias is None:
