@@ -6,9 +6,8 @@ concurrently here (a Numba kernel never calls BLAS), so each may use all the
 cores, but none may use more: `set_threads(n)` sets
 
 - Numba: `numba.set_num_threads(n)` (at most NUMBA_NUM_THREADS, fixed at import);
-- BLAS: through `threadpoolctl` when it is installed; otherwise the BLAS keeps
-  the count it read from the environment at import: start the process with
-  `OPENBLAS_NUM_THREADS=n OMP_NUM_THREADS=n` (MKL_NUM_THREADS for MKL) to change it;
+- BLAS: one thread, minicoconv's default (see `minicoconv/threads.py`), or the
+  count set in the environment, or `blas` threads when given (`--blas-threads`);
 - PyTorch: `torch.set_num_threads(n)`, when PyTorch is in use.
 
 Idle OpenMP threads. Numba's default threading layer here is OpenMP (libgomp),
@@ -21,7 +20,7 @@ OMP_WAIT_POLICY=passive (unless the user set it) before either library starts
 its OpenMP runtime, for both alike; on an idle machine it costs a few
 microseconds per parallel region. OpenBLAS's own worker threads spin too
 (OPENBLAS_THREAD_TIMEOUT) and compete with Numba's pool between a kernel and
-its GEMM: with a busy machine, OPENBLAS_NUM_THREADS=1 can be much faster.
+its GEMM: hence minicoconv's single-threaded BLAS.
 """
 
 from __future__ import annotations
@@ -50,14 +49,9 @@ def numpy_blas() -> str:
 
 
 def blas_threads() -> str:
-    """BLAS thread count as threadpoolctl reports it, or the environment setting it was started with."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            if os.environ.get(var):
-                return f"{os.environ[var]} ({var})"
-        return f"default, all {os.cpu_count()} cores (no threadpoolctl; set OPENBLAS_NUM_THREADS)"
+    """BLAS thread count as threadpoolctl reports it."""
+    from threadpoolctl import threadpool_info
+
     counts = sorted({str(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"})
     return "/".join(counts) or "?"
 
@@ -77,14 +71,12 @@ def numba_threading_layer() -> str:
         return f"not chosen yet (config: {numba.config.THREADING_LAYER})"
 
 
-_BLAS_LIMITER = None  # threadpoolctl's limiter, kept alive for the life of the process
-
-
-def set_threads(threads: int, torch=None) -> list[str]:
-    """Use `threads` threads in Numba, BLAS and (if given) PyTorch; return warnings."""
+def set_threads(threads: int, torch=None, blas: int | None = None) -> list[str]:
+    """Use `threads` threads in Numba and (if given) PyTorch, and `blas` in BLAS if given; return warnings."""
     import numba
 
-    global _BLAS_LIMITER
+    from ..threads import set_blas_threads
+
     warnings = []
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -92,16 +84,8 @@ def set_threads(threads: int, torch=None) -> list[str]:
     if threads > ceiling:
         warnings.append(f"Numba can use at most {ceiling} threads (NUMBA_NUM_THREADS): using {ceiling}")
     numba.set_num_threads(min(threads, ceiling))
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        if not os.environ.get("OPENBLAS_NUM_THREADS"):
-            warnings.append("threadpoolctl is not installed: NumPy's BLAS keeps its default thread count "
-                            f"(all cores) beside Numba's {min(threads, ceiling)} threads; set "
-                            "OPENBLAS_NUM_THREADS (=1 was 2-8x faster for convolutions on a busy 2-core "
-                            "machine) or install threadpoolctl")
-    else:
-        _BLAS_LIMITER = threadpool_limits(limits=threads, user_api="blas")
+    if blas is not None:
+        set_blas_threads(blas)
     if torch is not None:
         torch.set_num_threads(threads)
     return warnings

@@ -70,7 +70,9 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed runs; median and min are reported (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first; the first compiles (default 1)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for Numba, BLAS (needs threadpoolctl) and PyTorch (default: available cores)")
+                   help="threads for Numba and PyTorch (default: available cores)")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="threads for NumPy's BLAS (default: 1, or the count set in the environment)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     torch_group = p.add_mutually_exclusive_group()
     torch_group.add_argument("--compare-torch", action="store_true",
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     torch = _load_torch(args)
     threads = args.threads or available_cores()
     try:
-        warnings = set_threads(threads, torch)
+        warnings = set_threads(threads, torch, args.blas_threads)
     except ValueError as e:
         return _fail(str(e))
     try:
