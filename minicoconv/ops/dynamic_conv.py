@@ -1,28 +1,58 @@
 """Per-sample convolutions: the computational core of the dynamic convolutions.
 
 PerSampleConv2d:  y_b = conv(x_b, K_b) for explicit per-sample kernels K.
-DynamicConv2d:    y_b = conv(x_b, sum_i r_bi W_i) for an expert bank W (n, C', C/g, k, k)
-                  and routing weights r (N, n), without ever holding all N
-                  per-sample kernels: the batch is processed in chunks whose
-                  aggregated kernels fit a memory budget, and backward
-                  re-aggregates each chunk instead of keeping it.
+DynamicConv2d:    y_b = conv(x_b, s_b * sum_i coef_bi W_i) for an expert bank W (n, C', C/g, k, k)
+                  and mixing weights coef (N, n) (one per expert: CondConv, DY-CNN, ODConv)
+                  or (N, n, C') (one per expert and output channel: CoConv's fused form),
+                  without ever holding all N per-sample kernels.
 
-Per chunk B (K_B = r_B @ W_flat is one GEMM):
-    forward:   y_B = per_sample_conv(x_B, K_B)
-    backward:  dx_B, dK_B = per_sample_conv_backward(...)
-               dr_B = dK_B @ W_flat^T,   dW_flat += r_B^T @ dK_B      (two GEMMs)
+DynamicConv2d takes one of two paths, chosen per call:
+
+- small maps (H' * W' <= SMALL_MAP_PIXELS), groups 1:
+  backend.mixture_conv2d_forward / _backward, one pass per direction that never holds a
+  whole kernel (CPU: backend/cpu/mixture_conv.py). A sample's kernel serves only H'*W'
+  multiply-adds per entry there, so materialising it costs as much memory traffic as the
+  convolution, and BLAS runs the skinny per-sample GEMMs at half speed.
+- otherwise, chunks of samples whose aggregated kernels take at most KERNEL_BUDGET_BYTES
+  (sized to stay in cache between aggregation and convolution), per chunk B:
+      forward:   K_B = aggregate_kernels(W, coef_B),  y_B = per_sample_conv(x_B, K_B)
+      backward:  dx_B, dK_B = per_sample_conv_backward(...)
+                 dW += , dcoef_B = aggregate_kernels_backward(dK_B, W, coef_B, dbank=dW)
+  backward re-aggregates each chunk instead of keeping it.
+
+Measured on the 2-core development machine (batch 32, 4 experts, 3x3, float32, one BLAS
+thread, Numba's two; time of a layer's forward + backward relative to a static conv):
+  4x4 maps, 512 channels:  old 256 MB chunks 8-20x, 8 MB chunks 16x, small-map pass 1.7-2.2x
+  8x8 maps, 256 channels:  old chunks 2.7-3.0x, 8 MB chunks 1.9-2.9x, small-map pass 2.0-2.6x
+  16x16, 128 channels:     chunks 1.3-1.8x, small-map pass 2.6-2.8x
+(ranges: repeated runs on the shared machine). At 8x8 the two were within noise of each
+other, so the small-map pass is used up to 16 pixels.
 """
 
 from __future__ import annotations
 
 from ..autograd import Function
 
-#: bytes of aggregated per-sample kernels held at once by DynamicConv2d
-KERNEL_BUDGET_BYTES = 256 * 2**20
+#: bytes of aggregated per-sample kernels held at once by DynamicConv2d's chunked path (8 MB:
+#: 3 samples of ResNet18's 8x8 stage, whose forward took 1.4x a static conv against 2.2x with
+#: one 75 MB chunk; at 16x16, 4 to 256 MB were within noise of each other)
+KERNEL_BUDGET_BYTES = 8 * 2**20
+#: DynamicConv2d uses backend.mixture_conv2d_* when the output map has at most this many pixels
+SMALL_MAP_PIXELS = 16
 
 
 def _chunk(per_sample_bytes: int, batch: int) -> int:
     return max(1, min(batch, KERNEL_BUDGET_BYTES // max(per_sample_bytes, 1)))
+
+
+def uses_small_map_path(x_shape, bank_shape, stride, padding, dilation, groups) -> bool:
+    """Whether DynamicConv2d takes the small-map path (see the module docstring)."""
+    if groups != 1:
+        return False
+    pixels = 1
+    for size, k, s, p, d in zip(x_shape[2:], bank_shape[3:], stride, padding, dilation):
+        pixels *= max(0, (size + 2 * p - d * (k - 1) - 1) // s + 1)
+    return pixels <= SMALL_MAP_PIXELS
 
 
 class PerSampleConv2d(Function):
@@ -43,65 +73,78 @@ class PerSampleConv2d(Function):
 
 
 class DynamicConv2d(Function):
-    """y_b = conv2d(x_b, s_b * sum_i r_bi W_i):  x (N, C, H, W), bank (n, C', C/g, kh, kw), r (N, n).
+    """y_b = conv2d(x_b, s_b * sum_i coef_bi W_i):  x (N, C, H, W), bank (n, C', C/g, kh, kw),
+    coef (N, n) or (N, n, C') (coef_bi then a vector over the output channels).
 
     `spatial` s (N, kh*kw) or None scales each kernel position per sample (ODConv's
-    spatial attention); None means 1.
+    spatial attention); None means 1. `small_map` (None: the SMALL_MAP_PIXELS rule) forces
+    a path; the tests use it to cover both.
     """
 
     @staticmethod
-    def forward(ctx, x, bank, r, spatial, stride, padding, dilation, groups):
+    def forward(ctx, x, bank, coef, spatial, stride, padding, dilation, groups, small_map=None):
         be = ctx.backend
         ctx.args = (stride, padding, dilation, groups)
-        n_batch = r.shape[0]
+        if small_map is None:
+            small_map = uses_small_map_path(x.shape, bank.shape, stride, padding, dilation, groups)
+        elif small_map and groups != 1:
+            raise ValueError("dynamic_conv2d: the small-map path needs groups = 1")
+        ctx.small_map = small_map
+        if small_map:
+            y, saved = be.mixture_conv2d_forward(x, bank, coef, spatial, stride, padding, dilation)
+            ctx.save_for_backward(x, bank, coef, spatial, saved)
+            return y
+        n_batch = coef.shape[0]
         ctx.step = _chunk(bank[0].size * bank.dtype.itemsize, n_batch)
         outs = []
         for s in range(0, n_batch, ctx.step):
-            kernels = _aggregate(be, bank, r, spatial, s, ctx.step)[0]
+            kernels = _aggregate(be, bank, coef, spatial, s, ctx.step)[0]
             outs.append(be.per_sample_conv2d_forward(x[s:s + ctx.step], kernels, *ctx.args)[0])
-        ctx.save_for_backward(x, bank, r, spatial)
-        return outs[0] if len(outs) == 1 else be.concatenate(outs, axis=0)
+        ctx.save_for_backward(x, bank, coef, spatial, None)
+        return _join(be, outs)
 
     @staticmethod
     def backward(ctx, g):
         be = ctx.backend
-        x, bank, r, spatial = ctx.saved
-        need_dx, need_dbank, need_dr, need_ds = ctx.needs_input_grad[:4]
-        n, kk = bank.shape[0], bank.shape[3] * bank.shape[4]
-        flat = be.reshape(bank, (n, -1))
-        dxs, drs, dss, dflat = [], [], [], None
-        for s in range(0, r.shape[0], ctx.step):
-            kernels, mixed = _aggregate(be, bank, r, spatial, s, ctx.step)
+        x, bank, coef, spatial, saved = ctx.saved
+        need_dx, need_dbank, need_dcoef, need_ds = ctx.needs_input_grad[:4]
+        if ctx.small_map:
+            grads = be.mixture_conv2d_backward(g, x, bank, coef, spatial, saved, *ctx.args[:3], need_dx, need_dbank,
+                                               need_dcoef, need_ds)
+            return (*grads, None, None, None, None)
+        kk = bank.shape[3] * bank.shape[4]
+        dxs, dcoefs, dss, dbank = [], [], [], None
+        for s in range(0, coef.shape[0], ctx.step):
+            kernels, mixed = _aggregate(be, bank, coef, spatial, s, ctx.step)
             dx, dk = be.per_sample_conv2d_backward(g[s:s + ctx.step], x[s:s + ctx.step], kernels, None, *ctx.args,
-                                                   need_dx, need_dbank or need_dr or need_ds)
+                                                   need_dx, need_dbank or need_dcoef or need_ds)
             dxs.append(dx)
             if dk is None:
                 continue
-            dk = be.reshape(dk, (dk.shape[0], -1, kk))  # (B, C' * C/g, kh*kw)
             if spatial is not None:
+                dk = be.reshape(dk, (dk.shape[0], -1, kk))  # (B, C' * C/g, kh*kw)
                 if need_ds:  # ds_b[p] = sum over kernel entries at position p of dK * mixed
                     dss.append(be.sum(be.multiply(dk, mixed), axis=1))
-                dk = be.multiply(dk, be.reshape(spatial[s:s + ctx.step], (-1, 1, kk)))
-            dk = be.reshape(dk, (dk.shape[0], -1))
-            if need_dr:
-                drs.append(be.matmul(dk, be.transpose(flat, (1, 0))))
-            if need_dbank:
-                part = be.matmul(be.transpose(r[s:s + ctx.step], (1, 0)), dk)
-                dflat = part if dflat is None else be.add(dflat, part)
+                dk = be.reshape(be.multiply(dk, be.reshape(spatial[s:s + ctx.step], (-1, 1, kk))), kernels.shape)
+            if need_dbank or need_dcoef:  # dbank accumulates over the chunks
+                dbank, dcoef = be.aggregate_kernels_backward(dk, bank, coef[s:s + ctx.step], need_dbank, need_dcoef,
+                                                             dbank)
+                dcoefs.append(dcoef)
         dx = _join(be, dxs) if need_dx else None
-        dr = _join(be, drs) if need_dr else None
+        dcoef = _join(be, dcoefs) if need_dcoef else None
         ds = _join(be, dss) if need_ds else None
-        dbank = be.reshape(dflat, bank.shape) if need_dbank else None
-        return dx, dbank, dr, ds, None, None, None, None
+        return dx, dbank, dcoef, ds, None, None, None, None
 
 
-def _aggregate(be, bank, r, spatial, start, step):
-    """Kernels of samples [start, start + step): (B, C', C/g, kh, kw), and the unscaled mixture (B, C'C/g, kh*kw)."""
-    n, kk = bank.shape[0], bank.shape[3] * bank.shape[4]
-    mixed = be.reshape(be.matmul(r[start:start + step], be.reshape(bank, (n, -1))), (-1, bank[0].size // kk, kk))
-    kernels = mixed
-    if spatial is not None:
-        kernels = be.multiply(mixed, be.reshape(spatial[start:start + step], (-1, 1, kk)))
+def _aggregate(be, bank, coef, spatial, start, step):
+    """Kernels of samples [start, start + step): (B, C', C/g, kh, kw), and the unscaled mixture
+    (B, C'C/g, kh*kw) when there is a spatial factor."""
+    mixed = be.aggregate_kernels(bank, coef[start:start + step])
+    if spatial is None:
+        return mixed, None
+    kk = bank.shape[3] * bank.shape[4]
+    mixed = be.reshape(mixed, (mixed.shape[0], -1, kk))
+    kernels = be.multiply(mixed, be.reshape(spatial[start:start + step], (-1, 1, kk)))
     return be.reshape(kernels, (-1, *bank.shape[1:])), mixed
 
 

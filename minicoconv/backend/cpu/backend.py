@@ -14,6 +14,8 @@ from . import (
     activation_kernels,
     conv_kernels,
     expert_kernels,
+    gathered_conv,
+    mixture_conv,
     norm_kernels,
     optim_kernels,
     per_sample_conv,
@@ -132,6 +134,11 @@ class CPUBackend(Backend):
     conv2d_backward = staticmethod(conv_kernels.conv2d_backward)
     per_sample_conv2d_forward = staticmethod(per_sample_conv.per_sample_conv2d_forward)
     per_sample_conv2d_backward = staticmethod(per_sample_conv.per_sample_conv2d_backward)
+    gathered_conv2d_forward = staticmethod(gathered_conv.gathered_conv2d_forward)
+    aggregate_kernels = staticmethod(mixture_conv.aggregate_kernels)
+    aggregate_kernels_backward = staticmethod(mixture_conv.aggregate_kernels_backward)
+    mixture_conv2d_forward = staticmethod(mixture_conv.mixture_conv2d_forward)
+    mixture_conv2d_backward = staticmethod(mixture_conv.mixture_conv2d_backward)
     max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)
     avg_pool2d_forward = staticmethod(pool_kernels.avg_pool2d_forward)

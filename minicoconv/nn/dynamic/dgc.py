@@ -34,7 +34,6 @@ from .. import init
 from ..layers.conv import check_conv_channels
 from ..layers.norm import BatchNorm2d
 from ..module import Module, Parameter
-from .fused import chunk_size
 
 
 def dgc_pruned_channels(channels: int, keep: float, progress: float) -> int:
@@ -121,7 +120,15 @@ class DGConv2d(Module):
 
 
 class SparseDGConv2d(Module):
-    """Eval-only DGC that convolves only the kept channels of each sample and head."""
+    """Eval-only DGC that convolves only the kept channels of each sample and head.
+
+    Per head h and sample b, the kept channels idx[h, b] (in increasing order, from the
+    training form's own mask) and their saliencies q[h, b, idx] go to the backend's
+    `gathered_conv2d_forward`: y_h[b] = sum_j q[h, b, idx_j] * conv(u[b, idx_j], W_h[:, idx_j]),
+    (C - m) / C of the dense form's multiply-accumulates. On the CPU that is a Numba kernel
+    reading the shared weight at the kept channels (no per-sample kernels are built); other
+    backends run its generic form (gathered kernels + per-sample convolution).
+    """
 
     def __init__(self, layer: DGConv2d):
         super().__init__()
@@ -137,25 +144,17 @@ class SparseDGConv2d(Module):
             raise RuntimeError("SparseDGConv2d is inference-only: keep it in eval mode (train the DGConv2d)")
         with no_grad():
             u = layer.bn(x).relu()
-            q = layer.saliency(u)
+            q = layer.saliency(u)                                                    # (H, N, C)
             kept = layer.in_channels - layer.pruned
-            heads, co, kh, kw = layer.heads, layer.out_channels, *layer.kernel_size
-            step = chunk_size(co * kept * kh * kw * x.dtype.itemsize, x.shape[0])
-            outs = []
-            for s in range(0, x.shape[0], step):
-                ub, qb = u[s:s + step], q[:, s:s + step]
-                n, _, h, w = ub.shape
-                # per head and sample, the kept channel indices in increasing order: (H, n, kept);
-                # taken from the same mask as training, so ties are broken the same way
-                idx = np.argsort(~layer.keep_mask(qb), axis=2, kind="stable")[..., :kept]
-                hh, bb = np.ogrid[:heads, :n][0][..., None], np.arange(n)[None, :, None]
-                xs = ub[bb, idx] * qb[hh, bb, idx].reshape(heads, n, kept, 1, 1)   # (H, n, kept, h, w)
-                xs = xs.permute(1, 0, 2, 3, 4).reshape(n, heads * kept, h, w)
-                w_t = layer.weight.permute(0, 2, 1, 3, 4)                            # (H, C, C'/H, k, k)
-                kernels = w_t[hh, idx].permute(1, 0, 3, 2, 4, 5).reshape(n, co, kept, kh, kw)
-                y = F.per_sample_conv2d(xs, kernels, layer.stride, layer.padding, heads)
-                outs.append(layer._interleave(y))
-            return outs[0] if len(outs) == 1 else functions.cat(outs, axis=0)
+            # per head and sample, the kept channel indices in increasing order: (H, N, kept);
+            # taken from the same mask as training, so ties are broken the same way
+            idx = np.argsort(~layer.keep_mask(q), axis=2, kind="stable")[..., :kept]
+            heads, samples = np.arange(layer.heads)[:, None, None], np.arange(x.shape[0])[None, :, None]
+            scale = q[heads, samples, idx]                                           # (H, N, kept)
+            backend = u._backend
+            y = backend.gathered_conv2d_forward(u.data, layer.weight.data, idx, scale.data, layer.stride,
+                                                layer.padding)                       # (N, C', H', W') head-major
+            return layer._interleave(Tensor._from_array(y, backend))
 
     def macs(self, inputs, out) -> int:
         layer = self._layer

@@ -8,7 +8,10 @@ the input channels of W_i instead, and the bias is sum_i c_i.
 
 `nn.fuse(model)` returns a copy of an eval-mode model that shares every
 parameter and buffer with it, in which each dynamic convolution is replaced by
-its fused form. The per-sample kernels cost N * C' * C/g * k * k floats, so
+its fused form. With output attention the kernel mixture is the dynamic
+convolution op with per-channel weights r_bi * a_i (ops/dynamic_conv.py: small
+maps in one pass that never holds a whole kernel, larger ones in cache-sized
+chunks). The per-sample kernels cost N * C' * C/g * k * k floats, so otherwise
 the batch is processed in chunks whose kernels fit in `MEMORY_BUDGET_BYTES`.
 """
 
@@ -21,6 +24,8 @@ import numpy as np
 
 from ... import functions
 from ...autograd import no_grad
+from ...ops.dynamic_conv import DynamicConv2d as DynamicConv2dOp
+from ...ops.dynamic_conv import uses_small_map_path
 from ...tensor import Tensor
 from .. import functional as F
 from ..module import Module
@@ -62,17 +67,22 @@ class FusedCoConv2d(Module):
             r = layer.routing(x)
             a, c = (Tensor(v, device=x.device) for v in layer.expert_affine())
             n_batch = x.shape[0]
-            step = chunk_size(int(np.prod(layer.weight.shape[1:])) * x.dtype.itemsize, n_batch)
+            output = layer.attention == "output"
+            args = (layer.stride, layer.padding, (1, 1), layer.groups)
+            if output and uses_small_map_path(x.shape, layer.weight.shape, *args):
+                step = n_batch  # that path never holds a whole kernel
+            else:
+                step = chunk_size(int(np.prod(layer.weight.shape[1:])) * x.dtype.itemsize, n_batch)
             outs = []
             for s in range(0, n_batch, step):
                 xb, rb = x[s:s + step], r[s:s + step]
-                if layer.attention == "output":
-                    kernels = aggregate_per_channel(layer.weight, rb * a)
+                if output:  # K_b[c'] = sum_i (r_bi * a_i)[c'] W_i[c']: the dynamic conv with per-channel weights
+                    y = DynamicConv2dOp.apply(xb, layer.weight, rb * a, None, *args)
                     bias = (rb * c).sum(axis=1)
                 else:
                     kernels = self._input_attention_kernels(rb, a)
+                    y = F.per_sample_conv2d(xb, kernels, layer.stride, layer.padding, layer.groups)
                     bias = c.sum(axis=0).expand(xb.shape[0], layer.out_channels)
-                y = F.per_sample_conv2d(xb, kernels, layer.stride, layer.padding, layer.groups)
                 outs.append(y + bias.reshape(*bias.shape, 1, 1))
             return outs[0] if len(outs) == 1 else functions.cat(outs, axis=0)
 
@@ -91,18 +101,6 @@ class FusedCoConv2d(Module):
 
     def extra_repr(self) -> str:
         return "fused " + self._layer.extra_repr()
-
-
-def aggregate_per_channel(bank, coef):
-    """kernels[b, c'] = sum_i coef[b, i, c'] * bank[i, c']:  bank (n, C', ...), coef (B, n, C') -> (B, C', ...).
-
-    Done as one batched matmul over the output channels: (C', B, n) @ (C', n, K).
-    """
-    n, co = bank.shape[:2]
-    rest = bank.shape[2:]
-    w = bank.reshape(n, co, -1).permute(1, 0, 2)
-    k = coef.permute(2, 0, 1).matmul(w)  # (C', B, K)
-    return k.permute(1, 0, 2).reshape(coef.shape[0], co, *rest)
 
 
 def fuse(model: Module) -> Module:
