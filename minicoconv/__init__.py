@@ -14,10 +14,6 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from .threads import blas_single_threaded_by_default, set_blas_threads
-
-blas_single_threaded_by_default()  # see threads.py: 2x faster training steps measured
-
 from . import nn
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
@@ -43,11 +39,12 @@ from .functions import (
 )
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
+from .threads import blas_threads, set_blas_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "abs", "arange", "bool_", "cat", "concatenate", "enable_grad", "exp", "float32",
+    "Tensor", "abs", "arange", "blas_threads", "bool_", "cat", "concatenate", "enable_grad", "exp", "float32",
     "float64", "full", "get_rng_state", "int32", "int64", "is_grad_enabled", "log", "log_softmax",
     "manual_seed", "matmul", "maximum", "minimum", "nn", "no_grad", "ones", "ones_like", "pad",
     "rand", "randn", "relu", "set_blas_threads", "set_rng_state", "sigmoid", "softmax", "sqrt", "stack", "tanh",

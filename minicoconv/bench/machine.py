@@ -6,8 +6,9 @@ concurrently here (a Numba kernel never calls BLAS), so each may use all the
 cores, but none may use more: `set_threads(n)` sets
 
 - Numba: `numba.set_num_threads(n)` (at most NUMBA_NUM_THREADS, fixed at import);
-- BLAS: one thread, minicoconv's default (see `minicoconv/threads.py`), or the
-  count set in the environment, or `blas` threads when given (`--blas-threads`);
+- BLAS: NumPy's default (all cores) or the count set in the environment, or `blas`
+  threads when given (`--blas-threads`; 1 is faster on a busy machine, see
+  `minicoconv/threads.py`);
 - PyTorch: `torch.set_num_threads(n)`, when PyTorch is in use.
 
 Idle OpenMP threads. Numba's default threading layer here is OpenMP (libgomp),
@@ -20,7 +21,7 @@ OMP_WAIT_POLICY=passive (unless the user set it) before either library starts
 its OpenMP runtime, for both alike; on an idle machine it costs a few
 microseconds per parallel region. OpenBLAS's own worker threads spin too
 (OPENBLAS_THREAD_TIMEOUT) and compete with Numba's pool between a kernel and
-its GEMM: hence minicoconv's single-threaded BLAS.
+its GEMM: on a busy machine, `--blas-threads 1` can be much faster.
 """
 
 from __future__ import annotations
