@@ -23,7 +23,7 @@ import minicoconv.ops.dynamic_conv as dynamic_conv_op
 from minicoconv import nn
 from minicoconv.autograd import no_grad
 from minicoconv.backend.base import Backend
-from minicoconv.backend.cpu import CPUBackend, mixture_conv
+from minicoconv.backend.cpu import CPUBackend, mixture_aggregate, mixture_conv
 from minicoconv.testing import gradcheck
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
@@ -212,11 +212,11 @@ def test_aggregate_kernels(batch, experts, per_channel):
     bank = rng.normal(size=(experts, 5, 3, 3, 2))
     coef = rng.normal(size=(batch, experts, 5) if per_channel else (batch, experts))
     dk = rng.normal(size=(batch, 5, 3, 3, 2))
-    kernels = mixture_conv.aggregate_kernels(bank, coef)
+    kernels = mixture_aggregate.aggregate_kernels(bank, coef)
     np.testing.assert_allclose(kernels, _kernels(bank, coef), rtol=1e-13, atol=1e-13)
     for b in range(batch):
-        np.testing.assert_array_equal(mixture_conv.aggregate_kernels(bank, coef[b:b + 1])[0], kernels[b])
-    dbank, dcoef = mixture_conv.aggregate_kernels_backward(dk, bank, coef)
+        np.testing.assert_array_equal(mixture_aggregate.aggregate_kernels(bank, coef[b:b + 1])[0], kernels[b])
+    dbank, dcoef = mixture_aggregate.aggregate_kernels_backward(dk, bank, coef)
     expected_dbank = (np.einsum("bic,bc...->ic...", coef, dk) if per_channel
                       else np.einsum("bi,b...->i...", coef, dk))
     expected_dcoef = np.einsum("bcxyz,icxyz->bic", dk, bank)
@@ -224,7 +224,7 @@ def test_aggregate_kernels(batch, experts, per_channel):
     np.testing.assert_allclose(dcoef, expected_dcoef if per_channel else expected_dcoef.sum(axis=2), rtol=1e-13,
                                atol=1e-13)
     into = np.ones_like(bank)  # accumulating into a given dbank: in place on the CPU, like the generic form
-    got, _ = mixture_conv.aggregate_kernels_backward(dk, bank, coef, True, False, into)
+    got, _ = mixture_aggregate.aggregate_kernels_backward(dk, bank, coef, True, False, into)
     generic, _ = Backend.aggregate_kernels_backward(CPUBackend(), dk, bank, coef, True, False, np.ones_like(bank))
     assert got is into
     np.testing.assert_allclose(got, expected_dbank + 1, rtol=1e-13, atol=1e-13)

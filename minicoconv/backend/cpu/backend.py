@@ -15,6 +15,7 @@ from . import (
     conv_kernels,
     expert_kernels,
     gathered_conv,
+    mixture_aggregate,
     mixture_conv,
     norm_kernels,
     optim_kernels,
@@ -135,8 +136,8 @@ class CPUBackend(Backend):
     per_sample_conv2d_forward = staticmethod(per_sample_conv.per_sample_conv2d_forward)
     per_sample_conv2d_backward = staticmethod(per_sample_conv.per_sample_conv2d_backward)
     gathered_conv2d_forward = staticmethod(gathered_conv.gathered_conv2d_forward)
-    aggregate_kernels = staticmethod(mixture_conv.aggregate_kernels)
-    aggregate_kernels_backward = staticmethod(mixture_conv.aggregate_kernels_backward)
+    aggregate_kernels = staticmethod(mixture_aggregate.aggregate_kernels)
+    aggregate_kernels_backward = staticmethod(mixture_aggregate.aggregate_kernels_backward)
     mixture_conv2d_forward = staticmethod(mixture_conv.mixture_conv2d_forward)
     mixture_conv2d_backward = staticmethod(mixture_conv.mixture_conv2d_backward)
     max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
