@@ -26,7 +26,8 @@ functions validate shapes, dtypes and contiguity before any kernel runs.
 import numpy as np
 from numba import njit, prange
 
-FLOAT_DTYPES = (np.float32, np.float64)
+from .validation import FLOAT_DTYPES, check_float_array
+
 # Let LLVM reorder float sums so that the dot products vectorise (no nnan/ninf: NaN propagates).
 REDUCE_FASTMATH = {"reassoc", "contract"}
 
@@ -36,21 +37,8 @@ REDUCE_FASTMATH = {"reassoc", "contract"}
 # --------------------------------------------------------------------------------------
 
 
-def _check_array(op, name, a, ndim, layout, dtype=None):
-    """Require an `ndim`-d float32/float64 NumPy array (of `dtype` if given); return it C-contiguous."""
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{op}: expected {name} to be a numpy.ndarray, got {type(a).__name__}")
-    if a.ndim != ndim:
-        raise ValueError(f"{op}: expected {name} of shape {layout}, got shape {a.shape}")
-    if a.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{op}: expected {name} of dtype float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{op}: expected {name} of dtype {dtype} (like r), got {a.dtype}")
-    return np.ascontiguousarray(a)
-
-
 def _check_weights(op, r):
-    r = _check_array(op, "r", r, 4, "(N, G, n, D)")
+    r = check_float_array(op, "r", r, 4, "(N, G, n, D)")
     if r.shape[2] < 1:
         raise ValueError(f"{op}: expected r of shape (N, G, n, D) with n >= 1 experts, got {r.shape}")
     return r
@@ -58,7 +46,7 @@ def _check_weights(op, r):
 
 def _check_stacked(op, name, a, r):
     """a (N, G*n*D, H, W) matching r (N, G, n, D); returns it C-contiguous."""
-    a = _check_array(op, name, a, 4, "(N, G*n*D, H, W)", r.dtype)
+    a = check_float_array(op, name, a, 4, "(N, G*n*D, H, W)", r.dtype, like="r")
     n_batch, n_groups, n_exp, depth = r.shape
     if a.shape[0] != n_batch or a.shape[1] != n_groups * n_exp * depth:
         raise ValueError(f"{op}: expected {name} of shape ({n_batch}, {n_groups * n_exp * depth}, H, W) "
@@ -68,7 +56,7 @@ def _check_stacked(op, name, a, r):
 
 def _check_plain(op, name, a, r, like=None):
     """a (N, G*D, H, W) matching r (N, G, n, D) (and the H, W of `like`); returns it C-contiguous."""
-    a = _check_array(op, name, a, 4, "(N, G*D, H, W)", r.dtype)
+    a = check_float_array(op, name, a, 4, "(N, G*D, H, W)", r.dtype, like="r")
     n_batch, n_groups, _, depth = r.shape
     expected = (n_batch, n_groups * depth) + (a.shape[2:] if like is None else like.shape[2:])
     if a.shape != expected:

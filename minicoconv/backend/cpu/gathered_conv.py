@@ -45,7 +45,8 @@ noise at every shape above.
 import numpy as np
 from numba import njit, prange
 
-from .conv_kernels import FLOAT_DTYPES, conv2d_output_shape
+from .conv_kernels import conv2d_output_shape
+from .validation import check_float_array
 
 # A task's tile of whole output rows has at most TILE_PIXELS pixels (step 1 keeps one L1
 # line per pixel in use) and its columns bt at most TILE_BYTES (bt stays in L2 while every
@@ -63,25 +64,14 @@ REDUCE_FASTMATH = {"reassoc", "contract"}
 # --------------------------------------------------------------------------------------
 
 
-def _check_float(op, name, a, ndim, layout, dtype=None):
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{op}: expected {name} to be a numpy.ndarray, got {type(a).__name__}")
-    if a.ndim != ndim:
-        raise ValueError(f"{op}: expected {name} of shape {layout}, got shape {a.shape}")
-    if a.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{op}: expected {name} of dtype float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{op}: expected {name} of dtype {dtype} (like x), got {a.dtype}")
-
-
 def check_gathered_conv2d(op, x, weight, idx, scale, stride, padding):
     """Validate everything; return the output shape (N, C', OH, OW). Errors are ValueError."""
-    _check_float(op, "x", x, 4, "(N, C, H, W)")
-    _check_float(op, "weight", weight, 5, "(G, C'/G, C, kh, kw)", x.dtype)
+    check_float_array(op, "x", x, 4, "(N, C, H, W)")
+    check_float_array(op, "weight", weight, 5, "(G, C'/G, C, kh, kw)", x.dtype)
     if not isinstance(idx, np.ndarray) or idx.dtype.kind not in "iu" or idx.ndim != 3:
         raise ValueError(f"{op}: expected idx as a 3-d integer numpy.ndarray (G, N, K), got "
                          f"{getattr(idx, 'dtype', type(idx).__name__)} of shape {getattr(idx, 'shape', None)}")
-    _check_float(op, "scale", scale, 3, "(G, N, K)", x.dtype)
+    check_float_array(op, "scale", scale, 3, "(G, N, K)", x.dtype)
     n_batch, c_in = x.shape[:2]
     n_groups, c_out_g, c_w, kh, kw = weight.shape
     if c_w != c_in:

@@ -20,7 +20,8 @@ bounds checks.
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-FLOAT_DTYPES = (np.float32, np.float64)
+from .validation import check_float_array
+
 # Let LLVM reassociate sums (vectorised dot products) and fuse multiply-adds; no nnan/ninf.
 FASTMATH = {"reassoc", "contract"}
 # aggregate_kernels: columns per task
@@ -32,22 +33,10 @@ AGG_COLUMNS = 1024
 # --------------------------------------------------------------------------------------
 
 
-def _check_array(op, name, a, ndims, layout, dtype=None):
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{op}: expected {name} to be a numpy.ndarray, got {type(a).__name__}")
-    if a.ndim not in ndims:
-        raise ValueError(f"{op}: expected {name} of shape {layout}, got shape {a.shape}")
-    if a.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{op}: expected {name} of dtype float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{op}: expected {name} of dtype {dtype} (like bank), got {a.dtype}")
-    return np.ascontiguousarray(a)
-
-
 def _check_mixture(op, bank, coef):
     """bank (n, C', C/g, kh, kw), coef (B, n) or (B, n, C') -> (bank, coef (B, n, C') contiguous)."""
-    bank = _check_array(op, "bank", bank, (5,), "(n, C', C/groups, kh, kw)")
-    coef = _check_array(op, "coef", coef, (2, 3), "(B, n) or (B, n, C')", bank.dtype)
+    bank = check_float_array(op, "bank", bank, 5, "(n, C', C/groups, kh, kw)")
+    coef = check_float_array(op, "coef", coef, (2, 3), "(B, n) or (B, n, C')", bank.dtype, like="bank")
     n, c_out = bank.shape[:2]
     if coef.shape[1] != n or (coef.ndim == 3 and coef.shape[2] != c_out):
         raise ValueError(f"{op}: expected coef of shape (B, {n}) or (B, {n}, {c_out}) for bank of shape "
@@ -240,7 +229,7 @@ def aggregate_kernels_backward(dk, bank, coef, need_dbank=True, need_dcoef=True,
     """
     op = "aggregate_kernels"
     bank, coef3 = _check_mixture(op, bank, coef)
-    dk = _check_array(op, "dk", dk, (5,), "(B, C', C/groups, kh, kw)", bank.dtype)
+    dk = check_float_array(op, "dk", dk, 5, "(B, C', C/groups, kh, kw)", bank.dtype, like="bank")
     if dk.shape != (coef3.shape[0], *bank.shape[1:]):
         raise ValueError(f"{op}: expected dk of shape {(coef3.shape[0], *bank.shape[1:])}, got {dk.shape}")
     accumulate = dbank is not None

@@ -49,12 +49,12 @@ from .conv_kernels import BLOCK_BYTES, conv2d_output_shape
 from .mixture_aggregate import (
     FASTMATH,
     _block,
-    _check_array,
     _check_mixture,
     _dot,
     _mix_rows,
     _reduce_coef_grad,
 )
+from .validation import check_float_array
 
 # Tile sizes (entries). Forward and dK: a task owns about ROWS output channels and walks
 # the kernel columns in blocks of COLUMNS; four samples' aggregated tiles (4 x ROWS x
@@ -65,7 +65,7 @@ ROWS, COLUMNS, DX_COLUMNS = 32, 512, 512
 
 def _check_conv(op, x, bank, coef, stride, padding, dilation):
     bank, coef3 = _check_mixture(op, bank, coef)
-    x = _check_array(op, "x", x, (4,), "(N, C, H, W)", bank.dtype)
+    x = check_float_array(op, "x", x, 4, "(N, C, H, W)", bank.dtype, like="bank")
     if coef3.shape[0] != x.shape[0]:
         raise ValueError(f"{op}: expected coef for N = {x.shape[0]} samples, got shape {coef.shape}")
     try:
@@ -445,7 +445,7 @@ def _check_spatial(op, spatial, x, bank):
     if spatial is None:
         return None
     kk = bank.shape[3] * bank.shape[4]
-    spatial = _check_array(op, "spatial", spatial, (2,), "(N, kh*kw)", bank.dtype)
+    spatial = check_float_array(op, "spatial", spatial, 2, "(N, kh*kw)", bank.dtype, like="bank")
     if spatial.shape != (x.shape[0], kk):
         raise ValueError(f"{op}: expected spatial of shape {(x.shape[0], kk)} = (N, kh*kw), got {spatial.shape}")
     return spatial
@@ -490,7 +490,7 @@ def mixture_conv2d_backward(gy, x, bank, coef, spatial, saved, stride, padding, 
     x, bank, coef3, out_shape, geom = _check_conv(op, x, bank, coef, stride, padding, dilation)
     spatial = _check_spatial(op, spatial, x, bank)
     need_ds = need_ds and spatial is not None
-    gy = _check_array(op, "gy", gy, (4,), str(out_shape), x.dtype)
+    gy = check_float_array(op, "gy", gy, 4, str(out_shape), x.dtype)
     if gy.shape != out_shape:
         raise ValueError(f"{op}: expected gy of shape {out_shape}, got {gy.shape}")
     n_batch, n_pix = x.shape[0], out_shape[2] * out_shape[3]
