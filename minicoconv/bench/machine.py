@@ -29,6 +29,8 @@ from __future__ import annotations
 import os
 import platform
 
+from ..threads import blas_threads, set_blas_threads
+
 
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one)."""
@@ -49,14 +51,6 @@ def numpy_blas() -> str:
         return "unknown"
 
 
-def blas_threads() -> str:
-    """BLAS thread count as threadpoolctl reports it."""
-    from threadpoolctl import threadpool_info
-
-    counts = sorted({str(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"})
-    return "/".join(counts) or "?"
-
-
 def prefer_passive_openmp() -> str:
     """OMP_WAIT_POLICY=passive unless already set; call before Numba's first parallel kernel and `import torch`."""
     return os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -75,8 +69,6 @@ def numba_threading_layer() -> str:
 def set_threads(threads: int, torch=None, blas: int | None = None) -> list[str]:
     """Use `threads` threads in Numba and (if given) PyTorch, and `blas` in BLAS if given; return warnings."""
     import numba
-
-    from ..threads import set_blas_threads
 
     warnings = []
     if threads < 1:
