@@ -105,6 +105,6 @@ def per_sample_conv2d_backward(gy, x, kernels, saved, stride, padding, dilation,
             im2col_blocks(x, geom, n0, cols)
             np.matmul(gy4[n0:n0 + b], cols4.transpose(0, 1, 3, 2), out=dk4[n0:n0 + b])
         if need_dx:
-            cols4[...] = np.matmul(k4[n0:n0 + b].transpose(0, 1, 3, 2), gy4[n0:n0 + b])
+            np.matmul(k4[n0:n0 + b].transpose(0, 1, 3, 2), gy4[n0:n0 + b], out=cols4)
             col2im_blocks(cols, geom, n0, dx)
     return dx, dk

@@ -349,51 +349,84 @@ def _run_sum(run):
     return total
 
 
+# Planes per task of the adaptive kernels: each task allocates its scratch rows once.
+_ADAPTIVE_PLANES = 64
+
+
 @njit(parallel=True, cache=True, fastmath=REDUCE_FASTMATH)
 def _adaptive_avg_pool2d_forward_kernel(x, y):
-    """(N, C, H, W) -> (N, C, OH, OW): mean of x over rows bin(i) and columns bin(j)."""
+    """(N, C, H, W) -> (N, C, OH, OW): mean of x over rows bin(i) and columns bin(j).
+
+    Separable: per plane, first the row-bin sums rows[i, :] = sum over r in bin(i) of
+    x[r, :] (full-width, contiguous loops that vectorise), then each output sums its
+    column bin of rows[i]. Bins are short (3 x 3 bins of a 16 x 16 map hold 6 x 6
+    pixels), and summing each bin row by row ran as many short scalar loops.
+    """
     n_batch, n_chan, height, width = x.shape
     out_h, out_w = y.shape[2], y.shape[3]
-    x_planes = x.reshape(n_batch * n_chan, height * width)
+    x_planes = x.reshape(n_batch * n_chan, height, width)
     y_planes = y.reshape(n_batch * n_chan, out_h * out_w)
     r_lo, r_hi = _bins(height, out_h)
     c_lo, c_hi = _bins(width, out_w)
-    for p in prange(n_batch * n_chan):
-        src = x_planes[p]
-        for i in range(out_h):
-            for j in range(out_w):
-                total = np.float64(0.0)
-                if c_lo[j] == 0 and c_hi[j] == width:  # whole rows: one contiguous run
-                    total += _run_sum(src[r_lo[i] * width:r_hi[i] * width])
-                else:
-                    for r in range(r_lo[i], r_hi[i]):
-                        total += _run_sum(src[r * width + c_lo[j]:r * width + c_hi[j]])
-                size = (r_hi[i] - r_lo[i]) * (c_hi[j] - c_lo[j])
-                y_planes[p, i * out_w + j] = total / size
+    n_planes = n_batch * n_chan
+    for task in prange((n_planes + _ADAPTIVE_PLANES - 1) // _ADAPTIVE_PLANES):
+        rows = np.empty((out_h, width), dtype=np.float64)
+        for p in range(task * _ADAPTIVE_PLANES, min(n_planes, (task + 1) * _ADAPTIVE_PLANES)):
+            src = x_planes[p]
+            if out_h == 1 and out_w == 1:  # global average pool: one contiguous run
+                y_planes[p, 0] = _run_sum(src.reshape(height * width)) / (height * width)
+                continue
+            for i in range(out_h):
+                acc = rows[i]
+                first = src[r_lo[i]]
+                for k in range(width):
+                    acc[k] = first[k]
+                for r in range(r_lo[i] + 1, r_hi[i]):
+                    row = src[r]
+                    for k in range(width):
+                        acc[k] += row[k]
+                for j in range(out_w):
+                    size = (r_hi[i] - r_lo[i]) * (c_hi[j] - c_lo[j])
+                    y_planes[p, i * out_w + j] = _run_sum(acc[c_lo[j]:c_hi[j]]) / size
 
 
 @njit(parallel=True, cache=True)
 def _adaptive_avg_pool2d_backward_kernel(gy, dx):
-    """dx[bin(i), bin(j)] += gy[i, j] / (bin(i) size * bin(j) size) for every output."""
+    """dx[r, c] = sum over the bins (i, j) holding (r, c) of gy[i, j] / (bin(i) size * bin(j) size).
+
+    Separable like the forward: per output row i, the column profile
+    prof[c] = sum over j with c in bin(j) of gy[i, j] / size(i, j), then added to every
+    row of bin(i).
+    """
     n_batch, n_chan, height, width = dx.shape
     out_h, out_w = gy.shape[2], gy.shape[3]
     gy_planes = gy.reshape(n_batch * n_chan, out_h * out_w)
-    dx_planes = dx.reshape(n_batch * n_chan, height * width)
+    dx_planes = dx.reshape(n_batch * n_chan, height, width)
     r_lo, r_hi = _bins(height, out_h)
     c_lo, c_hi = _bins(width, out_w)
-    for p in prange(n_batch * n_chan):
-        dst = dx_planes[p]
-        if out_h == 1 and out_w == 1:  # global average pool: a broadcast, no scatter
-            dst[:] = gy_planes[p, 0] * dx.dtype.type(1.0 / (height * width))
-            continue
-        dst[:] = 0
-        for i in range(out_h):
-            for j in range(out_w):
-                size = (r_hi[i] - r_lo[i]) * (c_hi[j] - c_lo[j])
-                g = gy_planes[p, i * out_w + j] * dx.dtype.type(1.0 / size)
+    n_planes = n_batch * n_chan
+    for task in prange((n_planes + _ADAPTIVE_PLANES - 1) // _ADAPTIVE_PLANES):
+        prof = np.empty(width, dtype=dx.dtype)
+        for p in range(task * _ADAPTIVE_PLANES, min(n_planes, (task + 1) * _ADAPTIVE_PLANES)):
+            dst = dx_planes[p]
+            if out_h == 1 and out_w == 1:  # global average pool: a broadcast, no scatter
+                flat = dst.reshape(height * width)
+                g = gy_planes[p, 0] * dx.dtype.type(1.0 / (height * width))
+                for k in range(height * width):
+                    flat[k] = g
+                continue
+            dst[:] = 0
+            for i in range(out_h):
+                prof[:] = 0
+                for j in range(out_w):
+                    size = (r_hi[i] - r_lo[i]) * (c_hi[j] - c_lo[j])
+                    g = gy_planes[p, i * out_w + j] * dx.dtype.type(1.0 / size)
+                    for k in range(c_lo[j], c_hi[j]):
+                        prof[k] += g
                 for r in range(r_lo[i], r_hi[i]):
-                    for k in range(r * width + c_lo[j], r * width + c_hi[j]):
-                        dst[k] += g
+                    row = dst[r]
+                    for k in range(width):
+                        row[k] += prof[k]
 
 
 def adaptive_avg_pool2d_forward(x, output_size):
