@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minicoconv.backend.cpu import adaptive_pool_kernels as apk
 from minicoconv.backend.cpu import norm_kernels as nk
 from minicoconv.backend.cpu import pool_kernels as pk
 
@@ -177,7 +178,7 @@ def test_avg_pool_forward_matches_reference(case, strided):
 def test_adaptive_avg_pool_forward_matches_reference(case, strided):
     shape, output_size, seed = case
     x = np.random.default_rng(seed).standard_normal(shape)
-    y = pk.adaptive_avg_pool2d_forward(maybe_strided(x, strided), output_size)
+    y = apk.adaptive_avg_pool2d_forward(maybe_strided(x, strided), output_size)
     np.testing.assert_allclose(y, ref_adaptive_avg_pool(x, output_size), rtol=1e-12,
                                atol=1e-12)
 
@@ -186,7 +187,7 @@ def test_adaptive_avg_pool_forward_matches_reference(case, strided):
 def test_adaptive_bins_cover_pytorch_rule(length, bins):
     """The bin rule of DESIGN.md: bin j spans [floor(j*L/o), ceil((j+1)*L/o))."""
     x = np.arange(length, dtype=np.float64).reshape(1, 1, 1, length)
-    y = pk.adaptive_avg_pool2d_forward(x, (1, bins))
+    y = apk.adaptive_avg_pool2d_forward(x, (1, bins))
     expected = [np.mean(np.arange(length)[(j * length) // bins:-(-(j + 1) * length // bins)])
                 for j in range(bins)]
     np.testing.assert_allclose(y.reshape(-1), expected)
@@ -274,9 +275,9 @@ def test_adaptive_avg_pool_backward_matches_finite_differences(case):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
     cotangent = rng.standard_normal(shape[:2] + output_size)
-    dx = pk.adaptive_avg_pool2d_backward(cotangent, x.shape)
+    dx = apk.adaptive_avg_pool2d_backward(cotangent, x.shape)
     expected = numeric_grad(
-        lambda: np.sum(pk.adaptive_avg_pool2d_forward(x, output_size) * cotangent), x)
+        lambda: np.sum(apk.adaptive_avg_pool2d_forward(x, output_size) * cotangent), x)
     np.testing.assert_allclose(dx, expected, rtol=1e-6, atol=1e-7)
 
 
@@ -399,9 +400,9 @@ def test_avg_pool_matches_torch(torch, kernel, stride, padding):
 def test_adaptive_avg_pool_matches_torch(torch, shape, output_size):
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape).astype(np.float32)
-    y = pk.adaptive_avg_pool2d_forward(x, output_size)
+    y = apk.adaptive_avg_pool2d_forward(x, output_size)
     cotangent = rng.standard_normal(y.shape).astype(np.float32)
-    dx = pk.adaptive_avg_pool2d_backward(cotangent, x.shape)
+    dx = apk.adaptive_avg_pool2d_backward(cotangent, x.shape)
     y_t, (dx_t,) = torch_grad(
         torch, lambda t: torch.nn.functional.adaptive_avg_pool2d(t, output_size), cotangent, x)
     assert y.dtype == dx.dtype == np.float32
@@ -496,7 +497,7 @@ BAD_CALLS = [
      "avg_pool2d: expected a window no larger than the padded input"),
     ("bad kernel type", lambda: pk.max_pool2d_forward(X, (2, 2, 2), (1, 1), (0, 0)),
      "max_pool2d: expected kernel as an int or an"),
-    ("adaptive output 0", lambda: pk.adaptive_avg_pool2d_forward(X, (0, 3)),
+    ("adaptive output 0", lambda: apk.adaptive_avg_pool2d_forward(X, (0, 3)),
      "adaptive_avg_pool2d: expected output_size >= 1"),
     ("max gy shape", lambda: pk.max_pool2d_backward(GY_POOL[:, :, :2], ARGMAX, X.shape),
      r"max_pool2d: expected gy of shape \(2, 3, 3, 3\), got \(2, 3, 2, 3\)"),
@@ -510,7 +511,7 @@ BAD_CALLS = [
      r"max_pool2d: expected x_shape as \(N, C, H, W\)"),
     ("avg gy shape", lambda: pk.avg_pool2d_backward(GY_POOL, X.shape, (3, 3), (1, 1), (0, 0)),
      r"avg_pool2d: expected gy of shape \(2, 3, 4, 4\), got \(2, 3, 3, 3\)"),
-    ("adaptive gy shape", lambda: pk.adaptive_avg_pool2d_backward(GY_POOL[:1], X.shape),
+    ("adaptive gy shape", lambda: apk.adaptive_avg_pool2d_backward(GY_POOL[:1], X.shape),
      r"adaptive_avg_pool2d: expected gy of shape \(2, 3, OH, OW\)"),
     ("bn 2-d input", lambda: nk.batch_norm_train_forward(X[0, 0], None, None, 1e-5),
      "batch_norm: expected x of shape"),

@@ -23,7 +23,7 @@ from strategies import LAYOUTS, with_layout
 
 import minicoconv as mc
 from minicoconv import nn
-from minicoconv.backend.cpu import conv_kernels, norm_kernels, pool_kernels
+from minicoconv.backend.cpu import adaptive_pool_kernels, conv_kernels, norm_kernels, pool_kernels
 from minicoconv.nn import functional as F
 from minicoconv.nn import init
 from minicoconv.nn.module import Parameter
@@ -587,7 +587,7 @@ def install_tripwire(monkeypatch) -> list[str]:
     Returns the list the tripwires append their kernel's name to.
     """
     tripped = []
-    for module in (conv_kernels, pool_kernels, norm_kernels):
+    for module in (conv_kernels, pool_kernels, adaptive_pool_kernels, norm_kernels):
         for name, obj in list(vars(module).items()):
             if isinstance(obj, numba.core.registry.CPUDispatcher):
                 def trip(*args, _name=f"{module.__name__}.{name}", **kwargs):

@@ -12,6 +12,7 @@ import numpy as np
 from ..base import Backend
 from . import (
     activation_kernels,
+    adaptive_pool_kernels,
     conv_kernels,
     expert_kernels,
     gathered_conv,
@@ -144,8 +145,8 @@ class CPUBackend(Backend):
     max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)
     avg_pool2d_forward = staticmethod(pool_kernels.avg_pool2d_forward)
     avg_pool2d_backward = staticmethod(pool_kernels.avg_pool2d_backward)
-    adaptive_avg_pool2d_forward = staticmethod(pool_kernels.adaptive_avg_pool2d_forward)
-    adaptive_avg_pool2d_backward = staticmethod(pool_kernels.adaptive_avg_pool2d_backward)
+    adaptive_avg_pool2d_forward = staticmethod(adaptive_pool_kernels.adaptive_avg_pool2d_forward)
+    adaptive_avg_pool2d_backward = staticmethod(adaptive_pool_kernels.adaptive_avg_pool2d_backward)
     batch_norm_train_forward = staticmethod(norm_kernels.batch_norm_train_forward)
     batch_norm_eval_forward = staticmethod(norm_kernels.batch_norm_eval_forward)
     batch_norm_backward = staticmethod(norm_kernels.batch_norm_backward)
