@@ -22,10 +22,13 @@ row that wrapped around a row edge are zeroed.
 Every kernel runs in parallel over the (sample, channel) pairs of the block; each pair
 owns its own rows of `cols` or its own plane of `dx`, so no two threads write the same
 element. Callers validate shapes first: the kernels do no bounds checks.
+
+At the end: the per-sample pixel-major layout cols_t (N, L, K) of the small-map mixture
+convolution (mixture_conv.py), whose inner loops run along K.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 
 @njit(cache=True)
@@ -216,3 +219,63 @@ def col2im_blocks(cols, geom_args, n0, dx):
     n_batch, n_chan, height, width = dx.shape
     col2im_kernel(cols, n0, *geom_args, height, width,
                   dx.reshape(n_batch, n_chan, height * width))
+
+
+# --------------------------------------------------------------------------------------
+# Columns in the per-sample pixel-major layout cols_t (N, L, K)
+# --------------------------------------------------------------------------------------
+
+
+# (Indices are cast to unsigned where LLVM cannot prove them non-negative: Numba then
+# emits no negative-index wraparound, which here halved the time of these two kernels.)
+
+
+@njit(parallel=True, cache=True)
+def im2col_t_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, cols_t):
+    """cols_t[b, oh*OW + ow, (c*kh + i)*kw + j] = x[b, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside).
+
+    A task (sample, output row) first copies the kh input rows it reads, zero-padded, into
+    `rows` (C*kh, W + 2*pw); every entry is then a branch-free read of that buffer.
+    """
+    n_batch, n_chan, height, width = x.shape
+    wp = width + 2 * pw
+    for task in prange(n_batch * out_h):
+        b = task // out_h
+        oh = task - b * out_h
+        rows = np.zeros((n_chan * kh, wp), dtype=x.dtype)
+        for c in range(n_chan):
+            for i in range(kh):
+                ih = oh * sh - ph + i * dh
+                if 0 <= ih < height:
+                    rows[c * kh + i, pw:pw + width] = x[b, c, ih]
+        flat = rows.ravel()
+        for ow in range(out_w):
+            out = cols_t[b, oh * out_w + ow]
+            for ci in range(n_chan * kh):
+                src, dst = uint64(ci * wp + ow * sw), uint64(ci * kw)
+                for j in range(kw):
+                    out[dst + uint64(j)] = flat[src + uint64(j * dw)]
+
+
+@njit(parallel=True, cache=True)
+def col2im_t_kernel(cols_t, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, dx):
+    """Adjoint of im2col_t_kernel: dx (N, C, H, W) = sum of cols_t entries over the taps that read each pixel.
+
+    A task (sample, channel) accumulates into a zero-padded plane, then copies its interior.
+    """
+    n_batch, n_chan, height, width = dx.shape
+    hp, wp = (out_h - 1) * sh + (kh - 1) * dh + 1, (out_w - 1) * sw + (kw - 1) * dw + 1
+    hp, wp = max(hp, height + ph), max(wp, width + pw)
+    for task in prange(n_batch * n_chan):
+        b = task // n_chan
+        c = task - b * n_chan
+        plane = np.zeros((hp, wp), dtype=dx.dtype)
+        flat = plane.ravel()
+        for oh in range(out_h):
+            for ow in range(out_w):
+                row = cols_t[b, oh * out_w + ow]
+                for i in range(kh):
+                    src, dst = uint64((c * kh + i) * kw), uint64((oh * sh + i * dh) * wp + ow * sw)
+                    for j in range(kw):
+                        flat[dst + uint64(j * dw)] += row[src + uint64(j)]
+        dx[b, c] = plane[ph:ph + height, pw:pw + width]

@@ -18,7 +18,7 @@ skinny (C' x K) @ (K x 16) products at half its speed on the static conv's GEMM.
 kernel is ever held whole: a task owns a block of output channels (or, for dx, of kernel
 columns) and, per block of kernel columns and four samples at a time, aggregates that
 tile (in L2) and multiplies it at once with the samples' columns. The columns are laid
-out per sample as cols_t (N, L, K) (pixel-major, `im2col_t_kernel`), so every inner
+out per sample as cols_t (N, L, K) (pixel-major, `im2col.im2col_t_kernel`), so every inner
 loop runs along K, contiguous:
 
     forward      y[b, c, l] = sum_k M_b[c, k] cols_t[b, l, k]   (4 x 4 blocks of dot products)
@@ -43,9 +43,10 @@ the kernels do no bounds checks.
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange
 
 from .conv_kernels import BLOCK_BYTES, conv2d_output_shape
+from .im2col import col2im_t_kernel, im2col_t_kernel
 from .mixture_aggregate import (
     FASTMATH,
     _block,
@@ -79,66 +80,6 @@ def _check_conv(op, x, bank, coef, stride, padding, dilation):
 
 def _pair(v):
     return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-
-
-# --------------------------------------------------------------------------------------
-# Columns in the per-sample pixel-major layout cols_t (N, L, K)
-# --------------------------------------------------------------------------------------
-
-
-# (Indices are cast to unsigned where LLVM cannot prove them non-negative: Numba then
-# emits no negative-index wraparound, which here halved the time of these two kernels.)
-
-
-@njit(parallel=True, cache=True)
-def im2col_t_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, cols_t):
-    """cols_t[b, oh*OW + ow, (c*kh + i)*kw + j] = x[b, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside).
-
-    A task (sample, output row) first copies the kh input rows it reads, zero-padded, into
-    `rows` (C*kh, W + 2*pw); every entry is then a branch-free read of that buffer.
-    """
-    n_batch, n_chan, height, width = x.shape
-    wp = width + 2 * pw
-    for task in prange(n_batch * out_h):
-        b = task // out_h
-        oh = task - b * out_h
-        rows = np.zeros((n_chan * kh, wp), dtype=x.dtype)
-        for c in range(n_chan):
-            for i in range(kh):
-                ih = oh * sh - ph + i * dh
-                if 0 <= ih < height:
-                    rows[c * kh + i, pw:pw + width] = x[b, c, ih]
-        flat = rows.ravel()
-        for ow in range(out_w):
-            out = cols_t[b, oh * out_w + ow]
-            for ci in range(n_chan * kh):
-                src, dst = uint64(ci * wp + ow * sw), uint64(ci * kw)
-                for j in range(kw):
-                    out[dst + uint64(j)] = flat[src + uint64(j * dw)]
-
-
-@njit(parallel=True, cache=True)
-def col2im_t_kernel(cols_t, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, dx):
-    """Adjoint of im2col_t_kernel: dx (N, C, H, W) = sum of cols_t entries over the taps that read each pixel.
-
-    A task (sample, channel) accumulates into a zero-padded plane, then copies its interior.
-    """
-    n_batch, n_chan, height, width = dx.shape
-    hp, wp = (out_h - 1) * sh + (kh - 1) * dh + 1, (out_w - 1) * sw + (kw - 1) * dw + 1
-    hp, wp = max(hp, height + ph), max(wp, width + pw)
-    for task in prange(n_batch * n_chan):
-        b = task // n_chan
-        c = task - b * n_chan
-        plane = np.zeros((hp, wp), dtype=dx.dtype)
-        flat = plane.ravel()
-        for oh in range(out_h):
-            for ow in range(out_w):
-                row = cols_t[b, oh * out_w + ow]
-                for i in range(kh):
-                    src, dst = uint64((c * kh + i) * kw), uint64((oh * sh + i * dh) * wp + ow * sw)
-                    for j in range(kw):
-                        flat[dst + uint64(j * dw)] += row[src + uint64(j)]
-        dx[b, c] = plane[ph:ph + height, pw:pw + width]
 
 
 # --------------------------------------------------------------------------------------
