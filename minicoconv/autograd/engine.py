@@ -9,10 +9,18 @@
    happens) and checks the shape;
 4. accumulates into `.grad` of leaves (and of tensors that asked `retain_grad`);
 5. frees each op's saved arrays as soon as they are used.
+
+Sums of several uses are added in place, and a leaf keeps the array its gradient arrived
+in instead of a copy, when nothing but the engine holds that array (its reference count
+says so, and the backend can tell it is not a view: `Backend.accumulate` / `own`). A fresh
+array per sum was a new allocation whose pages the OS zeroes on first touch; in-process
+A/B on the 2-core machine, forward + backward at batch 32: ResNet18 930 against 1019 ms,
+ResNet18-CondConv 1830 against 1953 ms, MobileNetV2 within noise (766 against 744 ms).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -63,6 +71,11 @@ def topological_order(root) -> list:
     return order
 
 
+# sys.getrefcount(a) counts its own argument: 2 for an array held by one dict entry (or one
+# local variable) and nothing else.
+_ONLY_IN_DICT = _ONLY_LOCAL = 2
+
+
 def backward(root, grad: Any) -> None:
     """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires it."""
     from ..tensor import Tensor
@@ -74,7 +87,12 @@ def backward(root, grad: Any) -> None:
             continue
         ctx = t._ctx
         if ctx is None or t._retains_grad:
-            g_leaf = t._backend.copy(g) if t.grad is None else t._backend.add(t.grad.data, g)
+            if t.grad is not None:
+                g_leaf = t._backend.add(t.grad.data, g)
+            elif ctx is None and sys.getrefcount(g) == _ONLY_LOCAL:
+                g_leaf = t._backend.own(g)  # nothing else holds g: no copy needed
+            else:
+                g_leaf = t._backend.copy(g)
             t.grad = Tensor._from_array(g_leaf, t._backend)
         if ctx is None:
             continue
@@ -91,5 +109,10 @@ def backward(root, grad: Any) -> None:
             if pg.dtype != parent.dtype:
                 raise RuntimeError(f"{name}.backward: gradient dtype {pg.dtype} != input dtype {parent.dtype}")
             key = id(parent)
-            grads[key] = pg if key not in grads else ctx.backend.add(grads[key], pg)
+            if key not in grads:
+                grads[key] = pg
+            elif sys.getrefcount(grads[key]) == _ONLY_IN_DICT:  # only `grads` holds it: add in place
+                grads[key] = ctx.backend.accumulate(grads[key], pg)
+            else:
+                grads[key] = ctx.backend.add(grads[key], pg)
         ctx.free()

@@ -89,6 +89,16 @@ class Backend:
         p6 = None if plain is None else self.reshape(plain, (n_batch, n_groups, 1, depth, *spatial))
         return s6, self.reshape(r, (*r.shape, 1, 1)), p6
 
+    # -- gradient accumulation (the engine calls these only for arrays nothing else references) --
+    def accumulate(self, total, g):
+        """total + g, in total's memory where the backend can (generic form: a new array)."""
+        return self.add(total, g)
+
+    def own(self, g):
+        """g as an array a `.grad` may keep: g itself where the backend can tell it owns its
+        memory, else a copy (generic form: a copy)."""
+        return self.copy(g)
+
     # -- mixtures of expert kernels (generic forms; the CPU backend overrides them with kernels) --
     # bank (n, C', C/g, kh, kw); coef (B, n), one weight per expert, or (B, n, C'), one per
     # expert and output channel; kernels (B, C', C/g, kh, kw). Gradients come back in the

@@ -215,6 +215,50 @@ def test_grad_is_a_fresh_array_not_an_alias_of_the_upstream_gradient():
     np.testing.assert_array_equal(g.numpy(), [1.0, 1.0])
 
 
+def test_leaves_sharing_one_upstream_gradient_get_separate_arrays():
+    # add's backward hands the same array to both inputs: at most one of them may keep it
+    a, b = f64([1.0, 2.0]), f64([3.0, 4.0])
+    (a + b).backward(np.array([1.0, 1.0]))
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    a.grad.data += 1.0
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+
+
+def test_in_place_accumulation_leaves_other_gradients_alone(monkeypatch):
+    """Sums of several uses are added in place when nothing else holds the partial sum; a
+    retained gradient and the leaves' gradients must come out as if every sum were new."""
+    from minicoconv.backend.cpu import backend as cpu_backend
+
+    in_place = []
+    original = cpu_backend._accumulate
+
+    def spy(total, g):
+        out = original(total, g)
+        in_place.append(out is total)
+        return out
+
+    monkeypatch.setattr(cpu_backend.CPUBackend, "accumulate", staticmethod(spy))
+    x = f64([1.0, -2.0, 3.0])
+    a = x * 2.0
+    a.retain_grad()
+    b = a + a                     # the same upstream array for both uses of a
+    c = a * a                     # a third use of a
+    (b * 3.0 + c + a).sum().backward()
+    xv = np.array([1.0, -2.0, 3.0])
+    np.testing.assert_allclose(a.grad.numpy(), 3.0 * 2 + 2 * (2 * xv) + 1)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (7 + 4 * xv))
+    assert any(in_place), "the in-place path should run on this graph"
+
+
+def test_in_place_accumulation_matches_finite_differences():
+    def f(x, w):
+        h = x * w
+        return ((h + h) * h + (h * x).exp() + h.sum()).sum()
+
+    rng = np.random.default_rng(3)
+    assert gradcheck(f, f64(rng.standard_normal((2, 3)) * 0.3), f64(rng.standard_normal((2, 3)) * 0.3))
+
+
 # ---- un-broadcasting --------------------------------------------------------------------
 def test_unbroadcast_column_plus_row():
     a, b = f64(np.ones((3, 1))), f64(np.ones((1, 4)))

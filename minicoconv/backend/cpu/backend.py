@@ -25,6 +25,23 @@ from . import (
 )
 
 
+def _owns_memory(a: np.ndarray) -> bool:
+    """C-contiguous, writeable and not a view of another array, so writing to it changes nothing
+    else (and a gradient passed on in it keeps the layout the kernels expect)."""
+    return isinstance(a, np.ndarray) and a.base is None and a.flags.writeable and a.flags.c_contiguous
+
+
+def _accumulate(total: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # in place: no new array, whose fresh pages the kernel would zero on first touch
+    if _owns_memory(total) and g.flags.c_contiguous and total.shape == g.shape and total.dtype == g.dtype:
+        return np.add(total, g, out=total)
+    return np.add(total, g)
+
+
+def _own(g: np.ndarray) -> np.ndarray:
+    return g if _owns_memory(g) else np.array(g)
+
+
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     # 1/(1+exp(-a)) overflows in exp for large negative a; the tanh form does not.
     return 0.5 * (np.tanh(0.5 * a) + 1)
@@ -82,6 +99,8 @@ class CPUBackend(Backend):
     zeros = staticmethod(np.zeros)
     full = staticmethod(np.full)
     copy = staticmethod(np.array)
+    accumulate = staticmethod(_accumulate)
+    own = staticmethod(_own)
     astype = staticmethod(_astype)
 
     # elementwise
