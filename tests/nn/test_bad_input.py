@@ -6,6 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from nn_helpers import one_numba_thread, randn  # noqa: F401  (a fixture, requested by name)
 from strategies import LAYOUTS, with_layout
 
 import minicoconv as mc
@@ -13,18 +14,7 @@ from minicoconv import nn
 from minicoconv.backend.cpu import adaptive_pool_kernels, conv_kernels, norm_kernels, pool_kernels
 from minicoconv.nn import functional as F
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_numba_thread():
-    """Tiny arrays: waking Numba's thread pool costs more than the work."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(previous)
-
-
-def randn(*shape, seed=0, dtype=np.float64) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 # =======================================================================================

@@ -14,24 +14,18 @@ elements, where waking the thread pool costs more than the work.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nn_helpers import one_numba_thread  # noqa: F401  (a fixture, requested by name)
 from strategies import arrays, distinct_arrays, layouts, leaf
 
 import minicoconv as mc
 from minicoconv.nn import functional as F
 from minicoconv.testing import gradcheck
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_numba_thread():
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 def out_size(size: int, k: int, stride: int, pad: int, dil: int = 1) -> int:

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import pytest
+from nn_helpers import one_numba_thread, randn  # noqa: F401  (a fixture, requested by name)
 
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.nn import functional as F
 from minicoconv.nn.module import Parameter
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_numba_thread():
-    """Tiny arrays: waking Numba's thread pool costs more than the work."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(previous)
-
-
-def randn(*shape, seed=0, dtype=np.float64) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 def t64(a, requires_grad=False) -> mc.Tensor:
