@@ -46,6 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_kernels import conv2d_output_shape
+from .mixture_conv import _dot_4x4
 from .validation import check_float_array
 
 # A task's tile of whole output rows has at most TILE_PIXELS pixels (step 1 keeps one L1
@@ -161,7 +162,7 @@ def _pack_weights(w, first, n_rows, kk, run_j, run_c, run_len, n_runs, a):
 def _dot_block(a, bt, yb, first, n_rows, p0):
     """yb[first + r, p0 + p] = a[r] . bt[p] for r < n_rows (<= 4) and every row p of bt.
 
-    4 pixels at a time: 16 sums over the reduction, vectorised by LLVM, held in registers.
+    4 pixels at a time: the 16 sums of mixture_conv's _dot_4x4, vectorised by LLVM, held in registers.
     """
     nk = a.shape[1]
     n_pix = bt.shape[0]
@@ -169,32 +170,11 @@ def _dot_block(a, bt, yb, first, n_rows, p0):
     zero = a.dtype.type(0)
     p = 0
     while p + 4 <= n_pix:
-        b0, b1, b2, b3 = bt[p], bt[p + 1], bt[p + 2], bt[p + 3]
-        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-        for q in range(nk):
-            u0, u1, u2, u3 = a0[q], a1[q], a2[q], a3[q]
-            v0, v1, v2, v3 = b0[q], b1[q], b2[q], b3[q]
-            s00 += u0 * v0
-            s01 += u0 * v1
-            s02 += u0 * v2
-            s03 += u0 * v3
-            s10 += u1 * v0
-            s11 += u1 * v1
-            s12 += u1 * v2
-            s13 += u1 * v3
-            s20 += u2 * v0
-            s21 += u2 * v1
-            s22 += u2 * v2
-            s23 += u2 * v3
-            s30 += u3 * v0
-            s31 += u3 * v1
-            s32 += u3 * v2
-            s33 += u3 * v3
-        _store4(yb, first, n_rows, p0 + p, s00, s10, s20, s30)
-        _store4(yb, first, n_rows, p0 + p + 1, s01, s11, s21, s31)
-        _store4(yb, first, n_rows, p0 + p + 2, s02, s12, s22, s32)
-        _store4(yb, first, n_rows, p0 + p + 3, s03, s13, s23, s33)
+        s = _dot_4x4(a0, a1, a2, a3, bt[p], bt[p + 1], bt[p + 2], bt[p + 3], nk)  # s[4*r + l] = a_r . bt[p + l]
+        _store4(yb, first, n_rows, p0 + p, s[0], s[4], s[8], s[12])
+        _store4(yb, first, n_rows, p0 + p + 1, s[1], s[5], s[9], s[13])
+        _store4(yb, first, n_rows, p0 + p + 2, s[2], s[6], s[10], s[14])
+        _store4(yb, first, n_rows, p0 + p + 3, s[3], s[7], s[11], s[15])
         p += 4
     while p < n_pix:  # the last 1-3 pixels of the tile
         b0 = bt[p]
