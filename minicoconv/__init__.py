@@ -6,11 +6,14 @@
 """
 
 import os as _os
+import sys as _sys
 
 # Numba's OpenMP pool and OpenBLAS's workers otherwise spin after their work and steal the
 # cores from each other (measured: a stage-1 conv took 438 ms instead of 67 ms). Both are
 # read when the runtimes start, so set them before anything starts a thread pool;
-# setdefault leaves a user's own choice alone.
+# setdefault leaves a user's own choice alone. OpenBLAS starts when NumPy is imported:
+# if that already happened, the setting comes too late (threads.warn_if_blas_spins says so).
+_BLAS_STARTED_UNSET = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 _os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
@@ -40,6 +43,10 @@ from .functions import (
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 from .threads import blas_threads, set_blas_threads
+from .threads import warn_if_blas_spins as _warn_if_blas_spins
+
+if _BLAS_STARTED_UNSET:
+    _warn_if_blas_spins()
 
 __version__ = "0.1.0"
 

@@ -7,9 +7,6 @@ runs the same inputs, and compares outputs, input gradients and parameter gradie
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.models.factory import conv_factory
@@ -17,6 +14,9 @@ from minicoconv.models.mobilenetv2 import InvertedResidual
 from minicoconv.models.resnet import BasicBlock
 from minicoconv.nn import functional as F
 from minicoconv.optim import SGD
+
+import numpy as np
+import pytest
 
 pytestmark = pytest.mark.cuda
 

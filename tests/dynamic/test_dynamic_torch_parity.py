@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 
+import minicoconv as mc
+
 import numpy as np
 import pytest
 from dyn_helpers import (
@@ -20,8 +22,6 @@ from dyn_helpers import (
     make_layer,
     one_numba_thread,  # noqa: F401  (a fixture, requested by name)
 )
-
-import minicoconv as mc
 
 torch = pytest.importorskip("torch")
 tF = torch.nn.functional
