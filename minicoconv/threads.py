@@ -57,6 +57,6 @@ def warn_if_blas_spins() -> None:
            for p in threadpool_info()):
         warnings.warn("NumPy was imported before minicoconv, so OpenBLAS started without OPENBLAS_THREAD_TIMEOUT=4: "
                       "its idle threads spin after every BLAS call and slow the Numba kernels that follow "
-                      "(a ResNet18 training step by about 17%, MobileNetV2-DY-CNN by 35% on 2 cores). Import "
+                      "(on 2 cores a ResNet18 training step by about 20%, MobileNetV2-DY-CNN by 30-40%). Import "
                       "minicoconv before NumPy, or set OPENBLAS_THREAD_TIMEOUT=4 in the environment.",
                       RuntimeWarning, stacklevel=3)
