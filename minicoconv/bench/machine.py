@@ -104,7 +104,8 @@ def describe(torch=None, device: str = "cpu") -> dict[str, str]:
         "cpu": f"{cpu_model()}, {available_cores()} cores available ({os.cpu_count()} online)",
         "load average": " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
         "python": platform.python_version(),
-        "numpy": f"{np.__version__}, BLAS {numpy_blas()}, BLAS threads {blas_threads()}",
+        "numpy": f"{np.__version__}, BLAS {numpy_blas()}, BLAS threads {blas_threads()}, "
+                 f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}",
         "numba": f"{numba.__version__}, {numba.get_num_threads()} threads, threading layer "
                  f"{numba_threading_layer()}",
         "openmp": f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
