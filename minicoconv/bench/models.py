@@ -94,13 +94,23 @@ class OursRunner:
             self.fused(self.x)
 
 
-class TorchRunner:
-    """The PyTorch reference of the same model, same calls."""
+#: the PyTorch CUDA runner with PyTorch's default settings (cuDNN convolutions in TF32); TORCH is strict float32
+TORCH_TF32 = "torch_tf32"
 
-    def __init__(self, torch, name: str, conv: str, batch: int, experts: int, device: str, seed: int = 0):
+
+class TorchRunner:
+    """The PyTorch reference of the same model, same calls.
+
+    On CUDA, `tf32=False` runs strict float32 (TF32 off for cuDNN and matmuls), `tf32=None`
+    leaves PyTorch's defaults (cuDNN may use TF32 tensor cores, matmuls do not).
+    """
+
+    def __init__(self, torch, name: str, conv: str, batch: int, experts: int, device: str, seed: int = 0,
+                 tf32: bool | None = False):
         from . import torch_reference as ref
 
         self.torch = torch
+        self.tf32 = tf32 if device == "cuda" else None
         torch.manual_seed(seed)
         self.model = ref.build(name, conv, experts).to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -108,22 +118,42 @@ class TorchRunner:
         self.t = torch.from_numpy(np.random.default_rng(seed).integers(0, 100, batch)).to(device)
         self.lasso = conv == "dgc"
 
-    def train_step(self) -> None:
-        loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.t)
-        if self.lasso:
-            from .torch_beyond import dgc_lasso
+    def _tf32(self):
+        """A context setting PyTorch's TF32 switches for this runner's calls (nothing to set off CUDA)."""
+        from contextlib import contextmanager
 
-            loss = loss + DGC_LASSO_WEIGHT * dgc_lasso(self.model)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        backends = self.torch.backends
+
+        @contextmanager
+        def flags():
+            if self.tf32 is None:
+                yield
+                return
+            saved = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+            backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = self.tf32
+            try:
+                yield
+            finally:
+                backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = saved
+        return flags()
+
+    def train_step(self) -> None:
+        with self._tf32():
+            loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.t)
+            if self.lasso:
+                from .torch_beyond import dgc_lasso
+
+                loss = loss + DGC_LASSO_WEIGHT * dgc_lasso(self.model)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
 
     def prepare_inference(self) -> None:
         calibrate_bn(self.model, self.x, self.torch.nn.modules.batchnorm._BatchNorm, self.torch.no_grad)
         self.model.eval()  # CoConv layers switch to their fused form in eval mode; DGC stays dense
 
     def infer_step(self) -> None:
-        with self.torch.no_grad():
+        with self._tf32(), self.torch.no_grad():
             self.model(self.x)
 
 
@@ -142,6 +172,8 @@ def bench_model(setup: Setup, name: str, conv: str, batch: int = 32, experts: in
 
         runners[TORCH] = TorchRunner(setup.torch, name, conv, batch, experts, setup.torch_device)
         check_same_params(ours.params(), runners[TORCH].model, f"{name} {conv}")
+        if setup.torch_device == "cuda":  # PyTorch's default CUDA settings too (TF32 convolutions)
+            runners[TORCH_TF32] = TorchRunner(setup.torch, name, conv, batch, experts, setup.torch_device, tf32=None)
     train = setup.measure({k: r.train_step for k, r in runners.items()})
     row = {"model": name, "conv": conv, "params": ours.params(), "batch": batch}
     if memory:
@@ -168,4 +200,7 @@ def bench_model(setup: Setup, name: str, conv: str, batch: int = 32, experts: in
         "torch_infer_min_ms": theirs_infer.min_ms if theirs_infer else None,
         "infer_ratio": ours_infer.min_ms / theirs_infer.min_ms if theirs_infer else None,
     })
+    if TORCH_TF32 in train:
+        row["torch_tf32_train_min_ms"] = train[TORCH_TF32].min_ms
+        row["tf32_ratio"] = ours_train.min_ms / train[TORCH_TF32].min_ms
     return row

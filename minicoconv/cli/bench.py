@@ -41,7 +41,8 @@ MODEL_COLUMNS = [("model", "model", "{}"), ("conv", "conv", "{}"), ("params_m", 
                  ("train_ms", "train ms", "{:.0f}"), ("train_min_ms", "min", "{:.0f}"),
                  ("train_img_s", "img/s", "{:.1f}"), ("peak_mb", "peak MB", "{:.0f}"),
                  ("torch_train_ms", "torch ms", "{:.0f}"), ("torch_train_min_ms", "torch min", "{:.0f}"),
-                 ("train_ratio", "ours/torch", "{:.2f}"), ("target", "target", "<={:.2f}"),
+                 ("train_ratio", "ours/torch", "{:.2f}"), ("torch_tf32_train_min_ms", "torch tf32 min", "{:.0f}"),
+                 ("tf32_ratio", "ours/tf32", "{:.2f}"), ("target", "target", "<={:.2f}"),
                  ("meets", "ok", "{}"), ("infer_ms", "infer ms", "{:.0f}"), ("infer_img_s", "img/s", "{:.1f}"),
                  ("torch_infer_ms", "torch infer", "{:.0f}"), ("infer_ratio", "ours/torch", "{:.2f}")]
 PROFILE_COLUMNS = [("op", "op", "{}"), ("phase", "phase", "{}"), ("calls", "calls", "{}"),
@@ -107,7 +108,9 @@ def _load_torch(args):
 def _table(rows: list[dict], columns) -> str:
     from ..bench.table import Column, format_table
 
-    return format_table(rows, [Column(*c) for c in columns])
+    shown = [c for c in columns if not c[0].startswith("torch_tf32") and c[0] != "tf32_ratio"
+             or any(r.get(c[0]) is not None for r in rows)]  # the TF32 columns only where PyTorch ran on CUDA
+    return format_table(rows, [Column(*c) for c in shown])
 
 
 def _progress(message: str) -> None:

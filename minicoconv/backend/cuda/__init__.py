@@ -25,7 +25,12 @@ def load_cuda_backend():
             "for testing), set NUMBA_ENABLE_CUDASIM=1 before starting Python."
         )
     from .backend import CUDABackend
+    from .device import SIMULATOR
 
+    if not SIMULATOR:  # before numba makes its CUDA context: contexts keep the manager they start with
+        from .memory import install_pool
+
+        install_pool()
     return CUDABackend()
 
 

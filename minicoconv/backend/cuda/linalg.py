@@ -18,6 +18,11 @@ a.offset + strided_offset(z, batch_shape, a.batch_strides) + i*a.row_stride +
 j*a.col_stride. So a transposed operand is just swapped strides, a broadcast batch
 axis has batch stride 0, and the convolutions (conv.py) multiply slices of their
 column buffers in place, with no copies.
+
+On a GPU with CuPy installed, `gemm` hands the same operands to cuBLAS instead
+(`cublas.py`: a few percent of cuBLAS's speed is all a one-output-per-thread tile
+reaches); this kernel stays the readable form, the simulator's path, and the
+fallback for layouts cuBLAS cannot take. `set_gemm_engine("tiled")` forces it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda
 
+from . import cublas
 from . import device as dev
 from .elementwise import astype, fill
 from .indexing import strided_offset
@@ -84,11 +90,30 @@ def _gemm_kernel(dtype: np.dtype):
     return gemm
 
 
+ENGINES = ("cublas", "tiled")
+_engine = {"name": "cublas"}
+
+
+def set_gemm_engine(name: str) -> str:
+    """Choose the GEMM of the CUDA backend: "cublas" (when available, else tiled) or "tiled"; returns the old one."""
+    if name not in ENGINES:
+        raise ValueError(f"set_gemm_engine: expected one of {ENGINES}, got {name!r}")
+    old, _engine["name"] = _engine["name"], name
+    return old
+
+
+def gemm_engine() -> str:
+    """The GEMM that runs now: "cublas" or "tiled"."""
+    return "cublas" if _engine["name"] == "cublas" and not dev.SIMULATOR and cublas.available() else "tiled"
+
+
 def gemm(a: Operand, b: Operand, c: Operand, batch_shape: tuple, m: int, n: int, k: int,
          accumulate: bool = False) -> None:
     """C[z] (+)= A[z] @ B[z] for every z in `batch_shape` (operands must share one dtype)."""
     batch_shape, (a_bs, b_bs, c_bs) = coalesce(tuple(batch_shape), a.batch_strides, b.batch_strides,
                                                c.batch_strides)
+    if gemm_engine() == "cublas" and cublas.gemm(a, b, c, batch_shape, (a_bs, b_bs, c_bs), m, n, k, accumulate):
+        return
     n_batch = int(np.prod(batch_shape))
     dev.launch_tiles(_gemm_kernel(c.data.dtype), m, n, n_batch,
                      a.data, a.offset, a_bs, a.row_stride, a.col_stride,
