@@ -17,6 +17,8 @@ OUT="${OUT:-gpu-check}"
 STAGES="${STAGES:-env parity tests bench epoch}"
 EPOCH_STEPS="${EPOCH_STEPS:-60}"
 BENCH_CONVS="${BENCH_CONVS:-static coconv condconv dycnn odconv dgc}"
+BENCH_REPEATS="${BENCH_REPEATS:-5}"
+T_CHECKS="${T_CHECKS:-240}" T_BENCH="${T_BENCH:-200}" T_EPOCH="${T_EPOCH:-300}"  # seconds per stage
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
@@ -48,13 +50,13 @@ if has parity || has tests; then
     # parity and the tests use the GPU lightly and the CPU heavily: run them side by side
     if has parity; then
         stage "parity (background)"
-        timeout 240 "$PY" scripts/gpu_parity.py --json "$OUT/parity.json" >"$OUT/parity.log" 2>&1 &
+        timeout "$T_CHECKS" "$PY" scripts/gpu_parity.py --json "$OUT/parity.json" >"$OUT/parity.log" 2>&1 &
         parity_pid=$!
     fi
     if has tests; then
         stage tests
         xdist=""; "$PY" -c "import xdist" 2>/dev/null && xdist="-n 6"
-        timeout 240 "$PY" -m pytest tests/cuda tests/backend/test_cublas_layout.py -q -p no:cacheprovider $xdist \
+        timeout "$T_CHECKS" "$PY" -m pytest tests/cuda tests/backend/test_cublas_layout.py -q -p no:cacheprovider $xdist \
             2>&1 | tee "$OUT/tests.log" | tail -25
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     fi
@@ -67,7 +69,8 @@ fi
 if has bench; then
     stage bench
     # shellcheck disable=SC2086
-    timeout 200 "$PY" -m minicoconv.cli.main bench --all --device cuda --batch-size 128 --repeats 5 --warmup 2 \
+    timeout "$T_BENCH" "$PY" -m minicoconv.cli.main bench --all --device cuda --batch-size 128 \
+        --repeats "$BENCH_REPEATS" --warmup 2 \
         --conv-types $BENCH_CONVS --no-memory --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
@@ -77,7 +80,7 @@ if has epoch; then
     steps=(); [ "$EPOCH_STEPS" != 0 ] && steps=(--max-steps "$EPOCH_STEPS" --eval-subset 2000)
     rm -rf "$OUT/epoch-run"
     TIMEFORMAT="wall %R s, user %U s, sys %S s"
-    time timeout 300 "$PY" -m minicoconv.cli.main train --model resnet18 --conv coconv --synthetic \
+    time timeout "$T_EPOCH" "$PY" -m minicoconv.cli.main train --model resnet18 --conv coconv --synthetic \
         --epochs 1 --batch-size 128 --device cuda --no-progress --out "$OUT/epoch-run" "${steps[@]}" \
         >"$OUT/epoch.log" 2>&1 || status=1
     tail -15 "$OUT/epoch.log"

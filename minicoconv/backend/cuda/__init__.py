@@ -31,7 +31,29 @@ def load_cuda_backend():
         from .memory import install_pool
 
         install_pool()
+        _check_compiler(cuda)
     return CUDABackend()
+
+
+def _check_compiler(cuda) -> None:
+    """Compile and run one tiny kernel, so a broken CUDA toolchain fails here with a message, not mid-model."""
+    import numpy as np
+
+    try:
+        @cuda.jit
+        def probe(a):
+            a[0] = 1
+
+        a = cuda.device_array(1, np.int32)
+        probe[1, 1](a)
+        assert int(a.copy_to_host()[0]) == 1
+    except Exception as err:
+        text = " ".join(str(err).split())[:300]
+        hint = ("numba-cuda could not find libNVVM: set CUDA_HOME to the CUDA toolkit's root (two folders above "
+                "`which nvcc`)" if "nvvm" in text.lower() else
+                f"numba-cuda may not support NumPy {np.__version__} (try numpy<2.5, or a newer numba-cuda)"
+                if isinstance(err, AttributeError) and "numpy" in text else "check the CUDA driver and numba-cuda")
+        raise RuntimeError(f"device 'cuda' cannot compile a kernel ({type(err).__name__}: {text}); {hint}") from None
 
 
 def _reason(cuda) -> str:
