@@ -17,7 +17,7 @@ OUT="${OUT:-gpu-check}"
 STAGES="${STAGES:-env parity tests bench epoch}"
 EPOCH_STEPS="${EPOCH_STEPS:-60}"
 BENCH_CONVS="${BENCH_CONVS:-static coconv condconv dycnn odconv dgc}"
-BENCH_REPEATS="${BENCH_REPEATS:-5}"
+BENCH_REPEATS="${BENCH_REPEATS:-5}"  # PARITY_ARGS and BENCH_ARGS: more options for either
 T_CHECKS="${T_CHECKS:-240}" T_BENCH="${T_BENCH:-200}" T_EPOCH="${T_EPOCH:-300}"  # seconds per stage
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -50,7 +50,8 @@ if has parity || has tests; then
     # parity and the tests use the GPU lightly and the CPU heavily: run them side by side
     if has parity; then
         stage "parity (background)"
-        timeout "$T_CHECKS" "$PY" scripts/gpu_parity.py --json "$OUT/parity.json" >"$OUT/parity.log" 2>&1 &
+        # shellcheck disable=SC2086
+        timeout "$T_CHECKS" "$PY" scripts/gpu_parity.py ${PARITY_ARGS:-} --json "$OUT/parity.json" >"$OUT/parity.log" 2>&1 &
         parity_pid=$!
     fi
     if has tests; then
@@ -71,7 +72,7 @@ if has bench; then
     # shellcheck disable=SC2086
     timeout "$T_BENCH" "$PY" -m minicoconv.cli.main bench --all --device cuda --batch-size 128 \
         --repeats "$BENCH_REPEATS" --warmup 2 \
-        --conv-types $BENCH_CONVS --no-memory --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
+        --conv-types $BENCH_CONVS ${BENCH_ARGS:-} --no-memory --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
 

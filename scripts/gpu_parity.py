@@ -132,14 +132,14 @@ def layers():
         conv_cls = models.conv_factory(conv, experts=4)
         mc.manual_seed(0)
         layer = conv_cls(64, 64, 3, stride=1, padding=1)
-        outs = {}
-        for device in ("cpu", DEVICE["name"]):
-            m = layer if device == "cpu" and not outs else _copy_to(layer, device)
+        outs = []
+        for device in ("cpu", DEVICE["name"]):  # a fresh copy on each side: backward accumulates into grads
+            m = _copy_to(layer, device)
             xt = mc.Tensor(x, device=device, requires_grad=True)
             y = m(xt)
             (y * y).sum().backward()
-            outs[device] = (y.numpy(), xt.grad.numpy(), {n: p.grad.numpy() for n, p in m.named_parameters()})
-        (y0, gx0, g0), (y1, gx1, g1) = outs["cpu"], outs[DEVICE["name"]]
+            outs.append((y.numpy(), xt.grad.numpy(), {n: p.grad.numpy() for n, p in m.named_parameters()}))
+        (y0, gx0, g0), (y1, gx1, g1) = outs
         check(f"{conv} 16x16x64 batch 128 forward", rel_err(y1, y0), F32_TOL)
         check(f"{conv} 16x16x64 batch 128 dx", rel_err(gx1, gx0), GRAD_TOL)
         check(f"{conv} 16x16x64 batch 128 worst param grad", max(rel_err(g1[k], g0[k]) for k in g0), GRAD_TOL)
@@ -158,10 +158,10 @@ def train_step_parity(name: str, conv: str, batch: int) -> None:
     labels = rng.integers(0, 100, batch)
     mc.manual_seed(0)
     model = models.build(name, conv=conv, experts=4)
-    results = {}
-    for device in ("cpu", DEVICE["name"]):
-        m = model if device == "cpu" and not results else _copy_to(model, device)
-        mc.manual_seed(1)  # dropout masks
+    copies = [(device, _copy_to(model, device)) for device in ("cpu", DEVICE["name"])]  # before any step
+    results = []
+    for device, m in copies:
+        mc.manual_seed(1)  # the same dropout masks on both sides
         opt = SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         logits = m(mc.Tensor(x, device=device))
         loss = F.cross_entropy(logits, mc.Tensor(labels, dtype="int64", device=device))
@@ -169,8 +169,8 @@ def train_step_parity(name: str, conv: str, batch: int) -> None:
         loss.backward()
         grads = {n: p.grad.numpy() for n, p in m.named_parameters()}
         opt.step()
-        results[device] = (loss.item(), logits.numpy(), grads)
-    (l0, z0, g0), (l1, z1, g1) = results["cpu"], results[DEVICE["name"]]
+        results.append((loss.item(), logits.numpy(), grads))
+    (l0, z0, g0), (l1, z1, g1) = results
     worst = max(g0, key=lambda k: rel_err(g1[k], g0[k]))
     check(f"step {name} {conv} b{batch}: logits", rel_err(z1, z0), F32_TOL, loss_cpu=f"{l0:.6f}",
           loss_cuda=f"{l1:.6f}")
