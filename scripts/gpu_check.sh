@@ -9,7 +9,8 @@
 # tests (the cuda-marked tests on the device), bench (`minicoconv bench --all --device cuda` at
 # batch 128 against PyTorch CUDA, strict float32 and PyTorch's default TF32 convolutions), epoch
 # (ResNet18-CoConv training on the 50,000-image synthetic stand-in: EPOCH_STEPS steps, or the
-# whole epoch when EPOCH_STEPS=0). Everything is written under $OUT (default ./gpu-check).
+# whole epoch when EPOCH_STEPS=0), and on request bisect (the step parity without CuPy's pool, then
+# with the tiled GEMM, to tell which part a failure comes from). Everything is written under $OUT (default ./gpu-check).
 # It runs from the repository with PYTHONPATH set: nothing is installed.
 set -u
 cd "$(dirname "$0")/.."
@@ -65,6 +66,15 @@ if has parity || has tests; then
         wait "$parity_pid" || status=1
         stage parity; cat "$OUT/parity.log"
     fi
+fi
+
+if has bisect; then
+    # which part of the backend a step-parity failure comes from: numba's own allocator instead of
+    # CuPy's pool, then the tiled GEMM instead of cuBLAS, on the static and CoConv models
+    stage "bisect: MINICOCONV_CUDA_POOL=0"
+    MINICOCONV_CUDA_POOL=0 timeout "$T_CHECKS" "$PY" scripts/gpu_parity.py --only steps --quick 2>&1 | grep -v Warn
+    stage "bisect: --gemm tiled"
+    timeout "$T_CHECKS" "$PY" scripts/gpu_parity.py --only steps --quick --gemm tiled 2>&1 | grep -v Warn
 fi
 
 if has bench; then

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -152,29 +153,44 @@ def _copy_to(module, device):
     return clone.to(device)
 
 
+def _one_step(model, device: str, dtype: str, x, labels):
+    """Loss, logits and every parameter's gradient of one SGD step of a copy of `model`."""
+    m = _copy_to(model, device)
+    if dtype == "float64":
+        m = m.to(dtype=mc.float64)
+    mc.manual_seed(1)  # the same dropout masks on every side
+    opt = SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    logits = m(mc.Tensor(x.astype(dtype), device=device))
+    loss = F.cross_entropy(logits, mc.Tensor(labels, dtype="int64", device=device))
+    opt.zero_grad()
+    loss.backward()
+    grads = {n: p.grad.numpy() for n, p in m.named_parameters()}
+    opt.step()
+    return loss.item(), logits.numpy(), grads
+
+
 def train_step_parity(name: str, conv: str, batch: int) -> None:
+    """CUDA float32 against the CPU's float32 *and* float64: a gradient that cancels (BN biases
+    before another BN are exactly zero in exact arithmetic) has no meaningful float32 digits, so
+    the test is that CUDA is as close to the float64 result as the CPU's own float32 is."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     labels = rng.integers(0, 100, batch)
     mc.manual_seed(0)
     model = models.build(name, conv=conv, experts=4)
-    copies = [(device, _copy_to(model, device)) for device in ("cpu", DEVICE["name"])]  # before any step
-    results = []
-    for device, m in copies:
-        mc.manual_seed(1)  # the same dropout masks on both sides
-        opt = SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        logits = m(mc.Tensor(x, device=device))
-        loss = F.cross_entropy(logits, mc.Tensor(labels, dtype="int64", device=device))
-        opt.zero_grad()
-        loss.backward()
-        grads = {n: p.grad.numpy() for n, p in m.named_parameters()}
-        opt.step()
-        results.append((loss.item(), logits.numpy(), grads))
-    (l0, z0, g0), (l1, z1, g1) = results
-    worst = max(g0, key=lambda k: rel_err(g1[k], g0[k]))
-    check(f"step {name} {conv} b{batch}: logits", rel_err(z1, z0), F32_TOL, loss_cpu=f"{l0:.6f}",
+    l0, z0, g0 = _one_step(model, "cpu", "float32", x, labels)
+    l1, z1, g1 = _one_step(model, DEVICE["name"], "float32", x, labels)
+    _, z64, g64 = _one_step(model, "cpu", "float64", x, labels)
+    check(f"step {name} {conv} b{batch}: logits vs cpu", rel_err(z1, z0), F32_TOL, loss_cpu=f"{l0:.6f}",
           loss_cuda=f"{l1:.6f}")
-    check(f"step {name} {conv} b{batch}: worst grad ({worst})", rel_err(g1[worst], g0[worst]), GRAD_TOL)
+    # per tensor: how much further from float64 CUDA is than the CPU's float32, in units of the model's
+    # largest gradient entry (so tensors whose exact gradient is ~0 count by their absolute error)
+    scale = max(float(np.max(np.abs(g))) for g in g64.values())
+    excess = {k: (np.max(np.abs(g1[k] - g64[k])) - np.max(np.abs(g0[k] - g64[k]))) / scale for k in g64}
+    worst = max(excess, key=excess.get)
+    cpu_err = max(float(np.max(np.abs(g0[k] - g64[k]))) / scale for k in g64)
+    check(f"step {name} {conv} b{batch}: grads, excess over cpu f32 ({worst})", max(excess[worst], 0.0), F32_TOL,
+          cpu_f32_err=f"{cpu_err:.1e}", vs_cpu=f"{rel_err(g1[worst], g0[worst]):.1e}")
 
 
 @section
@@ -194,10 +210,17 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--big-batch", type=int, default=128)
     p.add_argument("--quick", action="store_true", help="static and CoConv models only")
+    p.add_argument("--gemm", choices=("cublas", "tiled"), help="force the CUDA GEMM engine (to bisect a failure)")
     p.add_argument("--device", default="cuda", help="cpu: a dry run of this script (cpu against cpu)")
     p.add_argument("--only", nargs="+", help="sections to run (smoke gemms reductions layers steps)")
     args = p.parse_args()
     DEVICE["name"] = args.device
+    if args.gemm:
+        from minicoconv.backend.cuda import linalg
+
+        linalg.set_gemm_engine(args.gemm)
+    print(f"parity: device {args.device}, gemm {args.gemm or 'default'}, "
+          f"MINICOCONV_CUDA_POOL={os.environ.get('MINICOCONV_CUDA_POOL', '(unset)')}", flush=True)
     sections = {"smoke": (smoke, ()), "gemms": (gemms, ()), "reductions": (reductions, ()), "layers": (layers, ()),
                 "steps": (steps, (args.batch, args.big_batch, args.quick))}
     for key, (fn, fn_args) in sections.items():

@@ -23,7 +23,7 @@ def _numba_cuda():
     try:
         from numba import cuda
     except ImportError as err:
-        pytest.skip(f"numba's CUDA target is not installed ({err}): pip install \"minicoconv[cuda]\"")
+        pytest.skip(f"numba's CUDA target is not installed ({err}): pip install \"minicoconv[cuda12]\"")
     return cuda
 
 
@@ -50,4 +50,4 @@ def test_cuda_without_a_gpu_is_one_clear_error():
 
     with pytest.raises(RuntimeError, match="device 'cuda' is not available") as err:
         mc.zeros(2, device="cuda")
-    assert "minicoconv[cuda]" in str(err.value) and "NUMBA_ENABLE_CUDASIM=1" in str(err.value)
+    assert "minicoconv[cuda12]" in str(err.value) and "NUMBA_ENABLE_CUDASIM=1" in str(err.value)

@@ -2,7 +2,7 @@
 
 How to run it, from the repository root:
 
-    python tutorials/06_gpu_backend.py           # on an NVIDIA GPU (pip install "minicoconv[cuda]")
+    python tutorials/06_gpu_backend.py           # on an NVIDIA GPU (pip install "minicoconv[cuda12]" or "[cuda13]")
     python tutorials/06_gpu_backend.py --quick   # fewer training steps (what the tests run)
 
 Without a GPU it re-runs itself under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1),

@@ -101,5 +101,5 @@ def test_missing_gpu_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="not available") as err:
         load_cuda_backend()
-    assert 'pip install "minicoconv[cuda]"' in str(err.value)
+    assert 'pip install "minicoconv[cuda12]"' in str(err.value)
     assert "NUMBA_ENABLE_CUDASIM=1" in str(err.value)

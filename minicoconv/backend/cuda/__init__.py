@@ -8,7 +8,8 @@ numba is imported (slow, for tests and for reading kernels with a debugger).
 
 from __future__ import annotations
 
-INSTALL_HINT = 'install the CUDA extra: pip install "minicoconv[cuda]" (numba-cuda)'
+INSTALL_HINT = ('install the CUDA extra matching your driver\'s CUDA version: pip install "minicoconv[cuda12]" '
+                'or "minicoconv[cuda13]" (numba-cuda and CuPy)')
 
 
 def load_cuda_backend():

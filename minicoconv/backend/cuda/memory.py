@@ -7,9 +7,11 @@ step stalls on the host a hundred times. A pool keeps freed blocks and hands the
 again with no driver call and no wait; CuPy's is well kept and stream-ordered (a block
 freed on the default stream is reused by later work on that stream only after it).
 
-numba supports this through its EMM plugin interface: `memalloc(size)` returns a
-`MemoryPointer` whose finalizer runs when numba drops the array; here that finalizer
-lets go of CuPy's block, which goes back to the pool. Installed by
+numba supports this through its EMM plugin interface: `memalloc(size)` returns an owned,
+reference-counted pointer; when the array and every view of it are gone, its finalizer
+lets go of CuPy's block, which goes back to the pool. The pointer is reference-counted
+the way numba's own manager counts its pointers (an AutoFreePointer held in
+`allocations` until the last owned reference goes). Installed by
 `load_cuda_backend()` before numba creates its CUDA context, unless the process already
 chose a memory manager (NUMBA_CUDA_MEMORY_MANAGER) or `MINICOCONV_CUDA_POOL=0` is set.
 """
@@ -18,9 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import weakref
 
 from numba import cuda
-from numba.cuda.cudadrv.driver import GetIpcHandleMixin, HostOnlyCUDAMemoryManager, MemoryInfo, MemoryPointer
+from numba.cuda.cudadrv.driver import AutoFreePointer, GetIpcHandleMixin, HostOnlyCUDAMemoryManager, MemoryInfo
 
 
 class CuPyPoolMemoryManager(GetIpcHandleMixin, HostOnlyCUDAMemoryManager):
@@ -29,15 +32,27 @@ class CuPyPoolMemoryManager(GetIpcHandleMixin, HostOnlyCUDAMemoryManager):
     def initialize(self) -> None:
         """Nothing to prepare: CuPy creates its pool on first use."""
 
-    def memalloc(self, size: int) -> MemoryPointer:
+    def memalloc(self, size: int):  # -> an OwnedPointer
+        """A pooled block as numba expects it: an owned reference counted by every view of the array.
+
+        As numba's own manager does, the MemoryPointer is held in `self.allocations` until the
+        last owned reference (the array and every slice view of it) is gone: views keep only a
+        weak proxy to it, so the array alone must not decide when the block goes back.
+        """
         import cupy
 
-        block = cupy.cuda.alloc(max(size, 1))  # a pooled cupy.cuda.MemoryPointer; freeing it returns the block
+        block = cupy.cuda.alloc(max(size, 1))  # a pooled cupy.cuda.MemoryPointer; dropping it returns the block
+        key = int(block.ptr)
+        allocations = self.allocations
 
-        def release(block=block) -> None:
-            del block  # the last reference: CuPy puts the block back in its pool
+        def release() -> None:  # runs when the last owned reference goes; then `block` is dropped
+            allocations.pop(key, None)
 
-        return MemoryPointer(self.context, ctypes.c_void_p(int(block.ptr)), size, finalizer=release)
+        context = weakref.proxy(self.context) if self.context is not None else None
+        mem = AutoFreePointer(context, ctypes.c_void_p(key), size, finalizer=release)
+        mem._pool_block = block  # the pooled block lives exactly as long as this pointer
+        allocations[key] = mem
+        return mem.own()
 
     def get_memory_info(self) -> MemoryInfo:
         import cupy
