@@ -58,7 +58,7 @@ if has parity || has tests; then
     if has tests; then
         stage tests
         xdist=""; "$PY" -c "import xdist" 2>/dev/null && xdist="-n 6"
-        timeout "$T_CHECKS" "$PY" -m pytest tests/cuda tests/backend/test_cublas_layout.py -q -p no:cacheprovider $xdist \
+        timeout "$T_CHECKS" "$PY" -m pytest tests/cuda tests/backend/test_cublas_layout.py -p no:cacheprovider $xdist \
             2>&1 | tee "$OUT/tests.log" | tail -25
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     fi
