@@ -211,6 +211,9 @@ class Trainer:
             "train_seconds": self.train_seconds, "seconds": self.train_seconds + eval_seconds,
             "synthetic": self.synthetic,
         }
+        routing = self._routing_record()
+        if routing:
+            record["routing"] = routing
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
@@ -228,6 +231,20 @@ class Trainer:
                 copy_checkpoint(self.out_dir / "last.npz", self.out_dir / "best.npz")
             MetricsWriter(self.out_dir / "metrics.jsonl").write(record)
         return record
+
+    def _routing_record(self) -> dict | None:
+        """Routing entropy, saturation and usage per dynamic layer on 64 fixed training images (eval mode,
+        no gradients, no random numbers drawn: logging it changes nothing in the run); None without routing."""
+        from ..diagnostics import epoch_summary, routed_layers
+
+        if self.dataset is None or not routed_layers(self.model):
+            return None
+        if getattr(self, "_probe", None) is None:
+            from ..data import BatchLoader
+
+            first = BatchLoader(self.dataset, 64, shuffle=False, prefetch=False)
+            self._probe = next(iter(first))[0]
+        return epoch_summary(self.model, self._probe, self.device)
 
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
