@@ -37,6 +37,10 @@ class Parameter(Tensor):
 class Module:
     """Base class of layers and models. Subclasses define `forward`."""
 
+    #: fewest samples a training-mode forward accepts: 2 for a layer whose batch statistics have
+    #: one value per channel per sample (a BatchNorm over pooled features), else 1
+    min_training_batch: int = 1
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -103,6 +107,14 @@ class Module:
 
     def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
+
+    def training_batch_floor(self) -> tuple[int, str | None]:
+        """(fewest samples a training batch may hold, the first layer that needs more than 1, or None)."""
+        need, who = 1, None
+        for name, m in self.named_modules():
+            if m.min_training_batch > need:
+                need, who = m.min_training_batch, f"{type(m).__name__} ({name or 'the model'})"
+        return need, who
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         return ((n, m) for n, m in self._modules.items() if m is not None)

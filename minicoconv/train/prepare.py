@@ -75,13 +75,35 @@ def load_datasets(cfg: TrainConfig, log: Callable[[str], Any] = print) -> tuple[
     return train, val, test
 
 
-def make_loaders(cfg: TrainConfig, train: Dataset, val: Dataset | None, test: Dataset
+def make_loaders(cfg: TrainConfig, train: Dataset, val: Dataset | None, test: Dataset, min_batch: int = 1
                  ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
-    """Training batches shuffled and augmented (seeded by cfg.seed and the epoch); evaluation batches in order."""
-    train_loader = BatchLoader(train, cfg.batch_size, shuffle=True, augment=True, seed=cfg.seed, prefetch=True)
+    """Training batches shuffled and augmented (seeded by cfg.seed and the epoch); evaluation batches in order.
+
+    min_batch: a final training batch smaller than this is skipped (see `check_batch_floor`).
+    """
+    train_loader = BatchLoader(train, cfg.batch_size, shuffle=True, augment=True, seed=cfg.seed, prefetch=True,
+                               min_batch=min_batch)
     val_loader = None if val is None else BatchLoader(val, cfg.batch_size, shuffle=False, prefetch=True)
     test_loader = BatchLoader(test, cfg.batch_size, shuffle=False, prefetch=True)
     return train_loader, val_loader, test_loader
+
+
+def check_batch_floor(cfg: TrainConfig, model: Module, n_train: int) -> int:
+    """The model's fewest images per training batch; ConfigError when --batch-size or the data has fewer.
+
+    ODConv's attention BatchNorm normalises pooled features, one value per channel
+    per image, so a training batch of 1 has no statistics (PyTorch's BatchNorm
+    raises on it too). A batch size below that is refused before training starts;
+    a last batch of 1 image (N % batch == 1) is skipped each epoch instead.
+    """
+    need, who = model.training_batch_floor()
+    if cfg.batch_size < need:
+        raise ConfigError(f"--batch-size {cfg.batch_size}: {who} needs at least {need} images per training batch "
+                          "(its BatchNorm normalises pooled features over the batch); use --batch-size 2 or more")
+    if n_train < need:
+        raise ConfigError(f"the training set holds {n_train} image(s), but {who} needs at least {need} per "
+                          "training batch")
+    return need
 
 
 def check_device(device: str) -> None:

@@ -84,6 +84,7 @@ class Trainer:
         if synthetic is None:  # labelled by the data set itself
             synthetic = bool(getattr(self.dataset, "synthetic", False))
         self.epochs, self.config, self.synthetic = epochs, config, synthetic
+        _check_last_batch(model, train_loader)
         self.steps_per_epoch = len(train_loader) if max_steps is None else min(len(train_loader), max_steps)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.dycnn_anneal, self.odconv_anneal = dycnn_anneal, odconv_anneal
@@ -112,14 +113,15 @@ class Trainer:
         datasets: (train, val or None, test) to use as given instead of loading them.
         out_dir: defaults to cfg.run_dir(); None writes nothing.
         """
-        from .prepare import build_model, build_optimizer, check_device, load_datasets, make_loaders
+        from .prepare import build_model, build_optimizer, check_batch_floor, check_device, load_datasets, make_loaders
 
         cfg.validate()
         check_device(cfg.device)
         train, val, test = datasets if datasets is not None else load_datasets(cfg, log=log)
         model = build_model(cfg)
+        min_batch = check_batch_floor(cfg, model, len(train))
         optimizer, scheduler = build_optimizer(cfg, model)
-        train_loader, val_loader, test_loader = make_loaders(cfg, train, val, test)
+        train_loader, val_loader, test_loader = make_loaders(cfg, train, val, test, min_batch)
         return cls(model, optimizer, train_loader, scheduler=scheduler, val_loader=val_loader,
                    test_loader=test_loader, epochs=cfg.epochs, max_steps=cfg.max_steps,
                    out_dir=cfg.run_dir() if out_dir is ... else out_dir, config=cfg, synthetic=train.synthetic,
@@ -342,6 +344,12 @@ class Trainer:
             data += f" ({len(self.dataset)} images{', SYNTHETIC' if self.synthetic else ''})"
         self.log(f"training {self.epochs - self.epoch} epoch(s) of {self.steps_per_epoch} steps on {data}"
                  + (f"; run folder {self.out_dir}" if self.out_dir is not None else ""))
+        dropped = getattr(self.train_loader, "dropped_last", 0)
+        if dropped:
+            _, who = self.model.training_batch_floor()
+            images = f"{dropped} image{'s' * (dropped > 1)}"
+            self.log(f"the last batch of each epoch ({images}) is skipped: {who} needs at least "
+                     f"{self.train_loader.min_batch} images per training batch")
         if self.val_loader is None and self.epoch < self.epochs:
             self.log("no validation split (--val-split N): best.npz will be the last epoch's checkpoint; "
                      "the test set is never used to choose")
@@ -367,6 +375,19 @@ class Trainer:
 
         return tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/"
                     f"{self.epochs}", unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def _check_last_batch(model, loader) -> None:
+    """ValueError, before any step, when a training batch of `loader` is too small for `model`."""
+    need, who = model.training_batch_floor()
+    batch, n = getattr(loader, "batch_size", None), len(getattr(loader, "dataset", ()))
+    if need < 2 or batch is None or not n:
+        return
+    smallest = min(batch, n) if len(loader) * batch <= n else n - (len(loader) - 1) * batch
+    if smallest < need:
+        raise ValueError(f"{who} needs at least {need} images per training batch, and the loader yields a batch of "
+                         f"{smallest}: use a larger batch size, or BatchLoader(..., min_batch={need}) to skip a "
+                         "last batch that small")
 
 
 def _tqdm_available() -> bool:
