@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import nn
 from ..nn import dynamic
 from ..tensor import Tensor
+from .atomic import atomic_write, remove_stale_temporaries
 from .checkpoint import Checkpoint, CheckpointError, copy_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .metrics import MetricsWriter, RunningMean, topk_correct
-from .step import DGC_LASSO_WEIGHT, TrainingDiverged, dgc_penalty, evaluate, train_step  # noqa: F401
+from .resume_state import check_trainer_state
+from .step import DGC_LASSO_WEIGHT, TrainingDiverged, dgc_penalty, evaluate, nonfinite_parameters, train_step  # noqa: F401
 
 
 @dataclass
@@ -86,6 +86,9 @@ class Trainer:
         self.epochs, self.config, self.synthetic = epochs, config, synthetic
         _check_last_batch(model, train_loader)
         self.steps_per_epoch = len(train_loader) if max_steps is None else min(len(train_loader), max_steps)
+        if self.steps_per_epoch < 1:  # an epoch of no steps would report a loss of nothing as "nan"
+            raise ValueError(f"the training loader yields no batches ({len(train_loader)} per epoch, max_steps "
+                             f"{max_steps}): is the training set empty?")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.dycnn_anneal, self.odconv_anneal = dycnn_anneal, odconv_anneal
         self.device, self.log, self.on_step = device, log, on_step
@@ -146,7 +149,19 @@ class Trainer:
         return FitResult(list(self.history), self.best)
 
     def _evaluate(self, loader) -> dict[str, float] | None:
-        return None if loader is None else evaluate(self.model, loader, self.device, self._stopping)
+        """evaluate() on `loader`; TrainingDiverged (nothing saved) if any output is NaN/inf."""
+        if loader is None:
+            return None
+        result = evaluate(self.model, loader, self.device, self._stopping)
+        if result["nonfinite"]:
+            name = getattr(loader.dataset, "name", "evaluation")
+            message = (f"training diverged: after epoch {self.epoch + 1} the model's outputs are NaN/inf for "
+                       f"{result['nonfinite']} of {result['n']} {name} images; this epoch was not saved.")
+            last = self.out_dir / "last.npz" if self.out_dir is not None else None
+            if last is not None and last.exists():
+                message += f" The last good checkpoint, {last} (epoch {self.epoch}), was kept."
+            raise TrainingDiverged(message + " Try a smaller --lr.")
+        return result
 
     def train_epoch(self) -> None:
         """Run the remaining steps of epoch `self.epoch` (all of them, unless resumed mid-epoch)."""
@@ -243,7 +258,7 @@ class Trainer:
 
     def save(self, path) -> Path:
         """Write a checkpoint of the whole run state to `path` (atomically)."""
-        bad = [name for name, p in self.model.named_parameters() if not np.isfinite(p.numpy()).all()]
+        bad = nonfinite_parameters(self.model)
         if bad:
             raise TrainingDiverged(f"parameters {', '.join(bad[:3])} hold NaN/inf: not saving {path}")
         loader = {"seed": self.train_loader.seed, "epoch": self.epoch, "batch": self.step_in_epoch}
@@ -258,7 +273,7 @@ class Trainer:
                 raise ValueError("resume: give a checkpoint path (this trainer has no out_dir)")
             path = self.out_dir / "last.npz"
         ckpt = load_checkpoint(path)
-        state = ckpt.trainer
+        state = check_trainer_state(ckpt.path, ckpt.trainer, ckpt.loader)
         if ckpt.loader.get("seed") != self.train_loader.seed:
             raise CheckpointError(f"{path}: saved with loader seed {ckpt.loader.get('seed')}, this trainer's "
                                   f"loader has seed {self.train_loader.seed}: the data order would differ")
@@ -267,11 +282,11 @@ class Trainer:
                                   f"epoch, this trainer has {self.steps_per_epoch}: cannot continue that epoch")
         ckpt.restore(self.model, self.optimizer, self.scheduler)
         self.epoch, self.global_step = ckpt.epoch, ckpt.global_step
-        self.step_in_epoch = int(state.get("step_in_epoch", 0))
-        self.train_loss = RunningMean.from_state(state.get("train_loss", {"total": 0, "count": 0}))
-        self.train_correct = RunningMean.from_state(state.get("train_correct", {"total": 0, "count": 0}))
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        self.history, self.best = list(state.get("history", [])), state.get("best")
+        self.step_in_epoch = state["step_in_epoch"]
+        self.train_loss = RunningMean.from_state(state["train_loss"])
+        self.train_correct = RunningMean.from_state(state["train_correct"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history, self.best = list(state["history"]), state.get("best")
         where = f"epoch {self.epoch + 1}, step {self.step_in_epoch}" if self.step_in_epoch else \
             f"the end of epoch {self.epoch}"
         self.log(f"resumed from {path} at {where} (global step {self.global_step})")
@@ -337,8 +352,12 @@ class Trainer:
     def _start_run(self) -> None:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            stale = remove_stale_temporaries(self.out_dir)
+            if stale:
+                self.log(f"removed {len(stale)} temporary file(s) that an interrupted write left in {self.out_dir}")
             if self.config is not None:
-                (self.out_dir / "config.json").write_text(self.config.to_json() + "\n")
+                text = self.config.to_json() + "\n"
+                atomic_write(self.out_dir / "config.json", lambda f: f.write(text.encode("utf-8")))
         data = getattr(self.dataset, "name", "the training set")
         if self.dataset is not None:
             data += f" ({len(self.dataset)} images{', SYNTHETIC' if self.synthetic else ''})"

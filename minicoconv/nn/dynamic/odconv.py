@@ -89,6 +89,7 @@ class ODConv2d(ExpertConv2d):
     routing_weights = attentions
 
     def forward(self, x):
+        self.check_input(x)
         alpha_c, alpha_f, alpha_s, alpha_w = self.attentions(x)
         n_batch, c = x.shape[:2]
         y = F.dynamic_conv2d(x * alpha_c.reshape(n_batch, c, 1, 1), self.weight, alpha_w, self.stride,
