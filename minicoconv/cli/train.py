@@ -3,7 +3,8 @@
     minicoconv train --model resnet18 --conv coconv --experts 4 --synthetic --epochs 3 --train-subset 2000
     minicoconv train --out runs/resnet18-coconv --resume       # continue exactly where it stopped
 
-Exit status: 0 done, 1 error (no data, diverged, bad checkpoint), 2 bad arguments, 130 interrupted.
+Exit status: 0 done, 1 bad input or failed run (no data, bad checkpoint or run folder, too big for memory,
+diverged, disk full), 2 bad arguments, 130 interrupted.
 """
 
 from __future__ import annotations

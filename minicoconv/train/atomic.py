@@ -37,6 +37,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a run's files are ordinary files
         os.replace(tmp, path)
+    except OSError as e:  # name the file: an error from write() or fsync() does not
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
         Path(tmp).unlink(missing_ok=True)
         raise

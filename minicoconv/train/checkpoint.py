@@ -63,7 +63,8 @@ def _typed(path: Path, key: str, value: Any, kinds: tuple[type, ...]) -> Any:
     if not isinstance(value, kinds):
         names = {dict: "a JSON object", list: "a JSON array", type(None): "null"}
         expected = " or ".join(names.get(k, k.__name__) for k in kinds)
-        raise CheckpointError(f"{path}: entry {key!r} must be {expected}, got {type(value).__name__}")
+        got = names.get(type(value), type(value).__name__)
+        raise CheckpointError(f"{path}: entry {key!r} must be {expected}, got {got}")
     return value
 
 
