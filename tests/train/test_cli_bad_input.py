@@ -62,6 +62,13 @@ def nan_weights(run: Path, tmp: Path, name: str) -> Path:
     return edited(run, tmp, **{f"model__{name}": value})
 
 
+def scaled_weights(run: Path, tmp: Path, name: str, value: float) -> Path:
+    """Finite weights whose outputs overflow to inf and NaN."""
+    with np.load(run / "last.npz") as npz:
+        weights = np.full_like(npz[f"model/{name}"], value)
+    return edited(run, tmp, **{f"model__{name}": weights})
+
+
 def resume(path: Path) -> list[str]:
     return ["train", "--out", str(path.parent), "--resume", "--no-progress"]
 
@@ -158,6 +165,8 @@ CASES: dict[str, Case] = {
                          r"the weights hold NaN/inf \(fc\.weight\)"),
     "eval-nan-running-var": (lambda t, r, m: ["eval", str(nan_weights(r, t, "bn1.running_var"))], 1,
                              r"the weights hold NaN/inf \(bn1\.running_var\)"),
+    "eval-overflowing-weights": (lambda t, r, m: ["eval", str(scaled_weights(r, t, "fc.weight", 3e38))], 1,
+                                 r"the model's outputs are NaN/inf for 4 of 4 test images"),
     "resume-corrupt": (lambda t, r, m: (t / "r").mkdir() or (t / "r" / "last.npz").write_bytes(b"junk") and
                        resume(t / "r" / "last.npz"), 1, r"last\.npz: not a checkpoint, or truncated/corrupt"),
     "resume-trainer-list": (lambda t, r, m: resume(edited(r, t, trainer=[])), 1,
