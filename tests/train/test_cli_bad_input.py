@@ -214,3 +214,10 @@ def test_bad_input_is_a_clear_message_and_exit_status(name, run, tmp_path, capsy
     if code:
         assert len(err) < 2500, f"{name}: a message of {len(err)} characters"
     assert not list(tmp_path.rglob("*.tmp")), "a failed write left a temporary file"
+
+
+def test_help_documents_the_exit_codes(capsys):
+    assert cli(["--help"]) == 0
+    out = capsys.readouterr().out
+    for line in ("0    success", "1    bad input", "2    usage", "130  interrupted"):
+        assert line in out
