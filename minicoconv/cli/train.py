@@ -3,7 +3,8 @@
     minicoconv train --model resnet18 --conv coconv --experts 4 --synthetic --epochs 3 --train-subset 2000
     minicoconv train --out runs/resnet18-coconv --resume       # continue exactly where it stopped
 
-Exit status: 0 done, 1 error (no data, diverged, bad checkpoint), 2 bad arguments, 130 interrupted.
+Exit status: 0 done, 1 bad input or failed run (no data, bad checkpoint or run folder, too big for memory,
+diverged, disk full), 2 bad arguments, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -70,15 +71,27 @@ def add_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Check everything cheap first (options, --out, the checkpoint to resume, memory), then train.
+
+    Exit status: 0 done, 1 bad input (data, checkpoint, run folder, too big for memory) or
+    a failed run (diverged, disk full), 2 options that make no sense, 130 interrupted.
+    """
     from ..train import CheckpointError, ConfigError, DataNotFoundError, TrainConfig, Trainer, TrainingDiverged
     from ..train.checkpoint import load_checkpoint
+    from ..train.memory import ResourceError, check_memory
     from ..train.prepare import config_from_checkpoint
+    from ..train.run_dir import RunDirError, prepare_run_dir
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "run", "parser", "resume", "progress")}
     resume = getattr(args, "resume", False)
     try:
         cfg = TrainConfig(**options).validate()
-        last = Path(cfg.run_dir()) / "last.npz"
+    except ConfigError as e:
+        args.parser.error(str(e))
+    last = Path(cfg.run_dir()) / "last.npz"
+    trainer = None
+    try:
+        prepare_run_dir(cfg.run_dir())
         if resume:
             if not last.exists():
                 raise ConfigError(f"--resume: no {last} to continue from (is --out right?)")
@@ -87,25 +100,30 @@ def run_train(args: argparse.Namespace) -> int:
         elif last.exists():
             raise ConfigError(f"{cfg.run_dir()} already holds a run ({last}); pass --resume to continue it, "
                               "or choose another --out")
-    except (ConfigError, CheckpointError) as e:
-        args.parser.error(str(e))
-    try:
+        check_memory(cfg)
         trainer = Trainer.from_config(cfg, progress=None if getattr(args, "progress", True) else False)
         if resume:
             trainer.resume(last)
         result = trainer.fit()
-    except DataNotFoundError as e:
-        print(f"minicoconv train: {e}", file=sys.stderr)
-        return 1
     except ConfigError as e:
         args.parser.error(str(e))
-    except (CheckpointError, TrainingDiverged) as e:
+    except (DataNotFoundError, CheckpointError, TrainingDiverged, RunDirError, ResourceError) as e:
         print(f"minicoconv train: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # before training started (loading data, building the model): nothing to save
-        print("minicoconv train: interrupted before training started; nothing was saved", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        print(f"minicoconv train: {_interrupted(trainer, last)}", file=sys.stderr)
         return 130
     return 130 if result.interrupted else 0
+
+
+def _interrupted(trainer, last: Path) -> str:
+    """What an interruption outside the first Ctrl-C's orderly save leaves on disk."""
+    if not last.exists():
+        return "interrupted before any checkpoint was written; nothing was saved"
+    if trainer is None:
+        return f"interrupted before training started; {last} is unchanged"
+    return (f"interrupted; {last} holds the last completed save (a save cut short leaves it unchanged). "
+            f"Resume with: minicoconv train --out {last.parent} --resume")
 
 
 def _resumed_config(saved, given: dict):

@@ -18,6 +18,7 @@ else. The archive is read in one streaming pass and never extracted to disk.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
 import tarfile
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from minicoconv.data.dataset import Dataset, DatasetError
+from minicoconv.data.pickle_fields import class_names, int_labels, str_keys
+from minicoconv.data.pickle_scan import SharedContainerError, check_no_shared_containers
 
 import numpy as np
 
@@ -37,6 +40,8 @@ NUM_CLASSES = 100
 IMAGE_SHAPE = (3, 32, 32)
 EXPECTED_COUNTS = {"train": 50_000, "test": 10_000}
 CHUNK_BYTES = 1 << 20
+#: largest pickle read (the official train file is 155 MiB): a bigger member or file is refused unread
+MAX_PICKLE_BYTES = 512 << 20
 
 # The only globals a CIFAR pickle refers to: NumPy's array reconstruction.
 # (dict, list, bytes and int are pickle opcodes, not globals.) Python 3 pickles
@@ -121,36 +126,35 @@ class _StreamError(Exception):
 class _GuardedStream:
     """File-like view of a tar member whose read errors become :class:`_StreamError`.
 
-    The unpickler calls ``read``, ``readinto`` and ``readline``; without this
-    a truncated gzip stream (EOFError) would look like a truncated pickle.
+    Without this a truncated gzip stream (EOFError) would look like a truncated pickle.
     """
 
     def __init__(self, file: IO[bytes]) -> None:
         self.file = file
 
-    def _guard(self, method: str, *args: Any) -> Any:
+    def read(self, n: int = -1) -> bytes:
         try:
-            return getattr(self.file, method)(*args)
+            return self.file.read(n)
         except _ARCHIVE_ERRORS as e:
             raise _StreamError(f"{type(e).__name__}: {e}") from e
-
-    def read(self, n: int = -1) -> bytes:
-        return self._guard("read", n)
-
-    def readinto(self, buffer: Any) -> int:
-        return self._guard("readinto", buffer)
-
-    def readline(self, size: int = -1) -> bytes:
-        return self._guard("readline", size)
 
 
 def read_pickle(file: IO[bytes], where: str) -> Any:
     """Unpickle one object from ``file`` with :class:`RestrictedUnpickler`.
 
-    Any failure becomes a :class:`DatasetError` that names ``where``.
+    The whole pickle is read first and refused if it shares containers (see
+    :mod:`minicoconv.data.pickle_scan`). Any failure becomes a
+    :class:`DatasetError` that names ``where``.
     """
+    data = file.read()  # bounded by the caller (MAX_PICKLE_BYTES); scanned, then unpickled
     try:
-        return RestrictedUnpickler(file, where).load()
+        check_no_shared_containers(data)
+    except SharedContainerError as e:
+        raise DatasetError(f"{where}: refusing a pickle built to exhaust time or memory ({e})") from e
+    except _PICKLE_ERRORS as e:
+        raise DatasetError(f"{where}: not a readable pickle ({type(e).__name__}: {e})") from e
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), where).load()
     except DatasetError:
         raise
     except _PICKLE_ERRORS as e:
@@ -229,6 +233,7 @@ def _read_folder(folder: Path) -> dict[str, Any]:
     for split in SPLIT_FILES:
         where = str(folder / split)
         try:
+            _check_size((folder / split).stat().st_size, where)
             with open(folder / split, "rb") as f:
                 raw[split] = read_pickle(f, where)
         except OSError as e:
@@ -254,6 +259,7 @@ def _read_archive(archive: Path) -> dict[str, Any]:
                     member_name = member.name
                     parts = Path(member.name).parts
                     if member.isfile() and len(parts) >= 2 and parts[-2] == FOLDER_NAME and parts[-1] in SPLIT_FILES:
+                        _check_size(member.size, f"{archive}:{member.name}")
                         f = tar.extractfile(member)
                         assert f is not None
                         raw[parts[-1]] = read_pickle(_GuardedStream(f), f"{archive}:{member.name}")
@@ -277,10 +283,11 @@ def _read_archive(archive: Path) -> dict[str, Any]:
     return raw
 
 
-def _as_str_keys(obj: Any, where: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise DatasetError(f"{where}: expected a pickled dict, got {type(obj).__name__}")
-    return {k.decode("latin-1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+def _check_size(size: int, where: str) -> None:
+    """Refuse a pickle too big to be a CIFAR-100 file before reading it (bounds what unpickling can build)."""
+    if size > MAX_PICKLE_BYTES:
+        raise DatasetError(f"{where}: {size / 2**20:.0f} MiB, larger than any CIFAR-100 file "
+                           f"(at most {MAX_PICKLE_BYTES >> 20} MiB read)")
 
 
 def _get(d: dict[str, Any], key: str, where: str) -> Any:
@@ -290,12 +297,7 @@ def _get(d: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _class_names(meta: Any, where: str) -> list[str]:
-    names = _get(_as_str_keys(meta, where), "fine_label_names", where)
-    if not isinstance(names, list | tuple) or not all(isinstance(n, bytes | str) for n in names):
-        raise DatasetError(f"{where}: fine_label_names must be a list of strings")
-    if len(names) != NUM_CLASSES:
-        raise DatasetError(f"{where}: expected {NUM_CLASSES} fine_label_names, got {len(names)}")
-    return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+    return class_names(_get(str_keys(meta, where), "fine_label_names", where), where, NUM_CLASSES)
 
 
 def _to_dataset(obj: Any, where: str, split: str, classes: list[str], strict_counts: bool) -> Dataset:
@@ -303,7 +305,7 @@ def _to_dataset(obj: Any, where: str, split: str, classes: list[str], strict_cou
 
     ``data`` (N, 3072) uint8 -> images (N, 3, 32, 32); ``fine_labels`` -> (N,) int64.
     """
-    d = _as_str_keys(obj, where)
+    d = str_keys(obj, where)
     data = _get(d, "data", where)
     labels_raw = _get(d, "fine_labels", where)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
@@ -311,22 +313,8 @@ def _to_dataset(obj: Any, where: str, split: str, classes: list[str], strict_cou
         raise DatasetError(f"{where}: data must be a uint8 array, got {got}")
     if data.ndim != 2 or data.shape[1] != int(np.prod(IMAGE_SHAPE)):
         raise DatasetError(f"{where}: data must have shape (N, 3072), got {data.shape}")
-    try:
-        labels = np.asarray(labels_raw)
-    except (TypeError, ValueError) as e:
-        raise DatasetError(f"{where}: fine_labels is not a list of integers ({e})") from e
-    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
-        raise DatasetError(
-            f"{where}: fine_labels must be a flat list of integers, got {labels.dtype} of shape {labels.shape}"
-        )
-    labels = labels.astype(np.int64)
     n = len(data)
-    if len(labels) != n:
-        raise DatasetError(f"{where}: {n} images but {len(labels)} fine_labels")
-    if n and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise DatasetError(
-            f"{where}: fine_labels must lie in 0..{NUM_CLASSES - 1}, found {labels.min()}..{labels.max()}"
-        )
+    labels = int_labels(labels_raw, where, "fine_labels", n, NUM_CLASSES)  # checked before it is walked
     expected = EXPECTED_COUNTS[split]
     if strict_counts and n != expected:
         raise DatasetError(

@@ -33,7 +33,7 @@ class BatchLoader:
 
     Yields ``(x, y)``: ``x`` is ``(B, 3, 32, 32)`` of ``dtype``, normalised
     with ``mean``/``std``; ``y`` is ``(B,)`` int64. The last batch is smaller
-    unless ``drop_last``.
+    unless ``drop_last``; one smaller than ``min_batch`` is dropped.
 
     Args:
         dataset: images ``(N, C, H, W)`` uint8 and labels ``(N,)``.
@@ -42,6 +42,10 @@ class BatchLoader:
         augment: random crop (4-pixel zero padding) and horizontal flip.
         seed: the seed from which every epoch's randomness derives.
         drop_last: drop a final batch smaller than ``batch_size``.
+        min_batch: drop a final batch smaller than this (default 1: keep it). Training
+            a model whose layers need batch statistics over at least 2 images (ODConv's
+            attention BatchNorm) passes 2, so that N % batch_size == 1 does not end
+            every epoch with an error.
         prefetch: prepare the next batch in a background thread.
         dtype: float dtype of ``x``.
         mean, std: normalisation statistics (default: CIFAR-100's).
@@ -58,17 +62,21 @@ class BatchLoader:
         prefetch: bool = True,
         dtype: DTypeLike = np.float32,
         *,
+        min_batch: int = 1,
         mean: tuple[float, ...] = CIFAR100_MEAN,
         std: tuple[float, ...] = CIFAR100_STD,
     ) -> None:
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(min_batch, int | np.integer) or not 1 <= min_batch <= batch_size:
+            raise ValueError(f"min_batch must be an integer in 1..batch_size ({batch_size}), got {min_batch!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.augment = augment
         self.seed = seed
         self.drop_last = drop_last
+        self.min_batch = int(min_batch)
         self.prefetch = prefetch
         self.dtype = np.dtype(dtype)
         self.mean = mean
@@ -78,7 +86,13 @@ class BatchLoader:
     def __len__(self) -> int:
         """Number of batches per epoch."""
         n, b = len(self.dataset), self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        keep_last = not self.drop_last and n % b >= self.min_batch
+        return n // b + int(keep_last)
+
+    @property
+    def dropped_last(self) -> int:
+        """How many images of each epoch a dropped final batch leaves out (0 if none is dropped)."""
+        return len(self.dataset) - min(len(self) * self.batch_size, len(self.dataset))
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration produce epoch ``epoch``'s batches."""

@@ -64,7 +64,9 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 # ---- convolution, pooling, normalisation ---------------------------------------
 
 def _pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if not isinstance(value, int | np.integer | tuple | list):
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int | np.integer) for v in pair):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:

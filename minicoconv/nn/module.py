@@ -37,6 +37,13 @@ class Parameter(Tensor):
 class Module:
     """Base class of layers and models. Subclasses define `forward`."""
 
+    #: the first positional argument of forward must be a Tensor (checked in __call__); a module
+    #: whose forward takes something else sets this False
+    takes_tensor: bool = True
+    #: fewest samples a training-mode forward accepts: 2 for a layer whose batch statistics have
+    #: one value per channel per sample (a BatchNorm over pooled features), else 1
+    min_training_batch: int = 1
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -77,6 +84,12 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.takes_tensor and args and not isinstance(args[0], Tensor):
+            # one rule for every layer: inputs are Tensors, so that dtype and device are explicit
+            # (a NumPy array used to pass some layers and fail deep inside others)
+            got = "a NumPy array" if isinstance(args[0], np.ndarray) else f"a {type(args[0]).__name__}"
+            raise TypeError(f"{type(self).__name__}: expected a minicoconv Tensor as input, got {got}; "
+                            "wrap it with minicoconv.tensor(x)")
         out = self.forward(*args, **kwargs)
         for hook in self.__dict__.get("_forward_hooks", ()):
             hook(self, args, out)
@@ -103,6 +116,14 @@ class Module:
 
     def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
+
+    def training_batch_floor(self) -> tuple[int, str | None]:
+        """(fewest samples a training batch may hold, the first layer that needs more than 1, or None)."""
+        need, who = 1, None
+        for name, m in self.named_modules():
+            if m.min_training_batch > need:
+                need, who = m.min_training_batch, f"{type(m).__name__} ({name or 'the model'})"
+        return need, who
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         return ((n, m) for n, m in self._modules.items() if m is not None)
@@ -181,11 +202,11 @@ class Module:
                       for k in own if k in state and tuple(np.shape(state[k])) != own[k].shape]
         problems = []
         if mismatched:
-            problems.append("shape mismatch for " + "; ".join(mismatched))
+            problems.append(f"{len(mismatched)} shape mismatch(es): " + _first(mismatched, "; "))
         if strict and missing:
-            problems.append("missing keys " + ", ".join(missing))
+            problems.append(f"{len(missing)} missing key(s): " + _first(missing))
         if strict and unexpected:
-            problems.append("unexpected keys " + ", ".join(unexpected))
+            problems.append(f"{len(unexpected)} unexpected key(s): " + _first(unexpected))
         if problems:
             raise KeyError(f"load_state_dict({type(self).__name__}): " + " | ".join(problems))
         for k, t in own.items():
@@ -196,7 +217,13 @@ class Module:
         return missing, unexpected
 
     def to(self, device: str | None = None, dtype=None) -> Module:
-        """Move/convert every parameter and buffer in place (floating dtypes only change)."""
+        """Move/convert every parameter and buffer in place (floating dtypes only change).
+
+        Like PyTorch's, `module.to(mc.float64)` is a dtype conversion: a dtype given as
+        `device` is taken as `dtype`.
+        """
+        if device is not None and not isinstance(device, str) and dtype is None:
+            device, dtype = None, device
         backend = get_backend(device) if device is not None else None
         dtype = dtypes.resolve(dtype) if dtype is not None else None
         if dtype is not None and not dtypes.is_floating(dtype):
@@ -233,3 +260,9 @@ class Module:
             body = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         return "\n".join(lines) + "\n)"
+
+
+def _first(names: list[str], sep: str = ", ", shown: int = 4) -> str:
+    """The first `shown` names, and how many more: an error about another model stays a few lines."""
+    more = f"{sep}... and {len(names) - shown} more" if len(names) > shown else ""
+    return sep.join(names[:shown]) + more

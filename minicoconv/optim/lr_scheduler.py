@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .sgd import SGD
@@ -30,5 +31,21 @@ class StepLR:
                 "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step_size, self.gamma = int(state["step_size"]), float(state["gamma"])
-        self.base_lrs, self.last_epoch = list(state["base_lrs"]), int(state["last_epoch"])
+        """Restore `state_dict()`'s output; ValueError (nothing changed) if any field is off."""
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not isinstance(state, dict):
+            raise ValueError(f"StepLR.load_state_dict: expected a dict, got {type(state).__name__}")
+        step, gamma, lrs, last = (state.get(k) for k in ("step_size", "gamma", "base_lrs", "last_epoch"))
+        if not (isinstance(step, int) and not isinstance(step, bool) and step >= 1):
+            raise ValueError(f"StepLR.load_state_dict: step_size must be an int >= 1, got {step!r}")
+        if not (number(gamma) and gamma > 0):
+            raise ValueError(f"StepLR.load_state_dict: gamma must be a number > 0, got {gamma!r}")
+        if not (isinstance(lrs, list) and len(lrs) == len(self.optimizer.param_groups)
+                and all(number(lr) and lr >= 0 for lr in lrs)):
+            raise ValueError(f"StepLR.load_state_dict: base_lrs must be {len(self.optimizer.param_groups)} "
+                             "number(s) >= 0")
+        if not (isinstance(last, int) and not isinstance(last, bool) and last >= 0):
+            raise ValueError(f"StepLR.load_state_dict: last_epoch must be an int >= 0, got {last!r}")
+        self.step_size, self.gamma, self.base_lrs, self.last_epoch = step, float(gamma), list(lrs), last

@@ -10,6 +10,7 @@ For each parameter p with gradient g (PyTorch's SGD, dampening 0):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,11 +69,20 @@ class SGD:
         return {"param_groups": groups, "momentum_buffers": buffers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`'s output; ValueError if groups, options or buffers do not fit."""
         groups = state["param_groups"]
-        if [g["n_params"] for g in groups] != [len(g["params"]) for g in self.param_groups]:
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups) or \
+                [g.get("n_params") for g in groups] != [len(g["params"]) for g in self.param_groups]:
             raise ValueError("SGD.load_state_dict: parameter groups do not match this optimizer's")
+        for saved in groups:
+            for key in ("lr", "momentum", "weight_decay"):
+                value = saved.get(key)
+                if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
+                    raise ValueError(f"SGD.load_state_dict: {key} must be a number >= 0, got {value!r}")
+            if not isinstance(saved.get("nesterov"), bool):
+                raise ValueError(f"SGD.load_state_dict: nesterov must be true or false, got {saved.get('nesterov')!r}")
         for group, saved in zip(self.param_groups, groups):
-            group.update({k: v for k, v in saved.items() if k != "n_params"})
+            group.update({k: v for k, v in saved.items() if k not in ("n_params", "params")})
         params = self._params()
         self.state = {}
         for i, buf in state["momentum_buffers"].items():

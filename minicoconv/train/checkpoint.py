@@ -14,9 +14,9 @@ checkpoint can never run code):
     config                      JSON: the run's TrainConfig (or null)
     trainer                     JSON: anything else the trainer keeps (running means, best epoch)
 
-Writing is atomic: the archive goes to a temporary file in the same folder,
-is fsync'ed, and replaces the old file with os.replace, so a crash or Ctrl-C
-leaves either the old checkpoint or the new one, never half of one.
+Writing is atomic (see `atomic.py`): a crash, Ctrl-C or a full disk leaves
+either the old checkpoint or the new one, never half of one; a failed write is
+a CheckpointError that says so.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import random as mc_random
+from .atomic import atomic_write
 from .metrics import clean_for_json
 
 FORMAT_VERSION = 1
@@ -56,6 +56,16 @@ def _unjson(path: Path, key: str, value: np.ndarray) -> Any:
         return json.loads(str(value))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: entry {key!r} is not valid JSON ({e})") from e
+
+
+def _typed(path: Path, key: str, value: Any, kinds: tuple[type, ...]) -> Any:
+    """`value` if it is one of `kinds` (JSON object -> dict, array -> list, null -> NoneType)."""
+    if not isinstance(value, kinds):
+        names = {dict: "a JSON object", list: "a JSON array", type(None): "null"}
+        expected = " or ".join(names.get(k, k.__name__) for k in kinds)
+        got = names.get(type(value), type(value).__name__)
+        raise CheckpointError(f"{path}: entry {key!r} must be {expected}, got {got}")
+    return value
 
 
 def _int(path: Path, key: str, value: np.ndarray) -> int:
@@ -103,9 +113,15 @@ class Checkpoint:
         if scheduler is not None:
             if self.scheduler is None:
                 raise CheckpointError(f"{self.path}: holds no scheduler state")
-            scheduler.load_state_dict(self.scheduler)
+            try:
+                scheduler.load_state_dict(self.scheduler)
+            except (KeyError, ValueError, TypeError) as e:
+                raise CheckpointError(f"{self.path}: scheduler state is malformed ({type(e).__name__}: {e})") from e
         if rng and self.rng is not None:
-            mc_random.set_rng_state(self.rng)
+            try:
+                mc_random.set_rng_state(self.rng)
+            except (KeyError, ValueError, TypeError) as e:
+                raise CheckpointError(f"{self.path}: RNG state is malformed ({type(e).__name__}: {e})") from e
 
 
 def save_checkpoint(path: str | os.PathLike[str], model, optimizer=None, scheduler=None, *, epoch: int = 0,
@@ -130,7 +146,11 @@ def save_checkpoint(path: str | os.PathLike[str], model, optimizer=None, schedul
     arrays["config"] = _json(config)
     arrays["trainer"] = _json(trainer or {})
     path = Path(path)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({e.strerror or e}); "
+                              f"the previous {path.name}, if any, is unchanged") from e
     return path
 
 
@@ -164,53 +184,33 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         missing.append("model/*")
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
-    groups = _unjson(path, "optimizer/param_groups", arrays["optimizer/param_groups"])
+    def entry(key: str, *kinds: type) -> Any:  # a JSON entry, of the kind the code that reads it expects
+        return _typed(path, key, _unjson(path, key, arrays[key]), kinds)
+
+    groups = entry("optimizer/param_groups", list, type(None))
     optimizer = None
     if groups is not None:
         prefix = "optimizer/momentum/"
-        buffers = {int(k[len(prefix):]): v for k, v in arrays.items() if k.startswith(prefix)}
+        try:
+            buffers = {int(k[len(prefix):]): v for k, v in arrays.items() if k.startswith(prefix)}
+        except ValueError as e:
+            raise CheckpointError(f"{path}: a momentum buffer's key is not optimizer/momentum/<int> ({e})") from e
         optimizer = {"param_groups": groups, "momentum_buffers": buffers}
     return Checkpoint(
-        path=path, model=model, optimizer=optimizer,
-        scheduler=_unjson(path, "scheduler", arrays["scheduler"]),
+        path=path, model=model, optimizer=optimizer, scheduler=entry("scheduler", dict, type(None)),
         epoch=_int(path, "epoch", arrays["epoch"]), global_step=_int(path, "global_step", arrays["global_step"]),
-        rng=_unjson(path, "rng/global", arrays["rng/global"]),
-        loader=_unjson(path, "rng/loader", arrays["rng/loader"]),
-        config=_unjson(path, "config", arrays["config"]),
-        trainer=_unjson(path, "trainer", arrays["trainer"]),
-        version=version,
+        rng=entry("rng/global", dict, type(None)), loader=entry("rng/loader", dict),
+        config=entry("config", dict, type(None)), trainer=entry("trainer", dict), version=version,
     )
 
 
 def copy_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Copy a checkpoint file atomically (e.g. last.npz -> best.npz)."""
     dst = Path(dst)
-    with open(src, "rb") as source:
-        _atomic_write(dst, lambda f: shutil.copyfileobj(source, f, 1 << 22))
+    try:
+        with open(src, "rb") as source:
+            atomic_write(dst, lambda f: shutil.copyfileobj(source, f, 1 << 22))
+    except OSError as e:
+        raise CheckpointError(f"{dst}: cannot write the checkpoint ({e.strerror or e}); "
+                              f"the previous {dst.name}, if any, is unchanged") from e
     return dst
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, then os.replace it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (not possible on every platform)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

@@ -116,11 +116,12 @@ class TrainConfig:
         need(_is_int(self.val_split) and self.val_split >= 0,
              f"--val-split must be an integer >= 0, got {self.val_split!r}")
         need(_is_int(self.seed) and self.seed >= 0, f"--seed must be an integer >= 0, got {self.seed!r}")
-        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
+        for name in ("momentum", "weight_decay"):
             value = getattr(self, name)
             need(_is_number(value) and value >= 0, f"--{_flag(name)} must be a number >= 0, got {value!r}")
-        need(self.lr > 0, f"--lr must be > 0, got {self.lr!r}")
-        need(self.lr_gamma > 0, f"--lr-gamma must be > 0, got {self.lr_gamma!r}")
+        for name in ("lr", "lr_gamma"):  # 0 would train nothing: the message says > 0, as the check does
+            value = getattr(self, name)
+            need(_is_number(value) and value > 0, f"--{_flag(name)} must be a number > 0, got {value!r}")
         need(self.device in ("cpu", "cuda"), f"unknown device {self.device!r}: choose cpu or cuda")
         need(self.activation in (None, "sigmoid", "softmax"),
              f"--activation must be sigmoid or softmax, got {self.activation!r}")

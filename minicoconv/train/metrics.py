@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write
+
 
 def topk_correct(logits: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)) -> list[int]:
     """Number of rows whose label is among the k largest logits, for each k in `ks`.
@@ -100,11 +102,8 @@ class MetricsWriter:
 
     def rewrite(self, records: list[dict[str, Any]]) -> None:
         """Replace the file's contents with `records` (a resumed run starts from its checkpoint's history)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(clean_for_json(r)) + "\n" for r in records)
-        os.replace(tmp, self.path)
+        text = "".join(json.dumps(clean_for_json(r)) + "\n" for r in records)
+        atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

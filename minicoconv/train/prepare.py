@@ -23,6 +23,7 @@ from ..data.cifar import EXPECTED_COUNTS, default_search_dirs
 from ..nn.module import Module
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ConfigError, TrainConfig
+from .resume_state import check_trainer_state
 
 #: the seed of the synthetic data set itself (the run's --seed only changes init and data order)
 SYNTHETIC_DATA_SEED = 0
@@ -40,11 +41,14 @@ def data_not_found_message() -> str:
             "  or train on the synthetic stand-in (clearly labelled as such): --synthetic")
 
 
-def load_datasets(cfg: TrainConfig, log: Callable[[str], Any] = print) -> tuple[Dataset, Dataset | None, Dataset]:
+def load_datasets(cfg: TrainConfig, log: Callable[[str], Any] = print, training: bool = True
+                  ) -> tuple[Dataset, Dataset | None, Dataset]:
     """(train, val, test) for `cfg`: data source, --val-split, --train-subset and --eval-subset applied.
 
     The validation images are held out of the training set with a seeded split
     (`cfg.seed`) before any --train-subset, so they are never trained on.
+    training=False (evaluation) needs only the test split: the training split may be empty.
+    An empty split that is needed is a DataNotFoundError.
     """
     if cfg.synthetic:
         train, test = synthetic_cifar100(cfg.synthetic_train, cfg.synthetic_test, seed=SYNTHETIC_DATA_SEED)
@@ -62,6 +66,12 @@ def load_datasets(cfg: TrainConfig, log: Callable[[str], Any] = print) -> tuple[
         for split, ds in (("train", train), ("test", test)):
             if len(ds) != EXPECTED_COUNTS[split]:
                 log(f"warning: the {split} split has {len(ds)} images, CIFAR-100 has {EXPECTED_COUNTS[split]}")
+    needed = (("train", train), ("test", test)) if training else (("test", test),)
+    for split, ds in needed:
+        if len(ds) == 0:
+            raise DataNotFoundError(f"the {split} split of {ds.name} holds no images")
+    if not training:
+        return train, None, (test if cfg.eval_subset is None else test.subset(min(cfg.eval_subset, len(test))))
     cfg.check_sizes(len(train))
     val = None
     if cfg.val_split:
@@ -75,13 +85,35 @@ def load_datasets(cfg: TrainConfig, log: Callable[[str], Any] = print) -> tuple[
     return train, val, test
 
 
-def make_loaders(cfg: TrainConfig, train: Dataset, val: Dataset | None, test: Dataset
+def make_loaders(cfg: TrainConfig, train: Dataset, val: Dataset | None, test: Dataset, min_batch: int = 1
                  ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
-    """Training batches shuffled and augmented (seeded by cfg.seed and the epoch); evaluation batches in order."""
-    train_loader = BatchLoader(train, cfg.batch_size, shuffle=True, augment=True, seed=cfg.seed, prefetch=True)
+    """Training batches shuffled and augmented (seeded by cfg.seed and the epoch); evaluation batches in order.
+
+    min_batch: a final training batch smaller than this is skipped (see `check_batch_floor`).
+    """
+    train_loader = BatchLoader(train, cfg.batch_size, shuffle=True, augment=True, seed=cfg.seed, prefetch=True,
+                               min_batch=min_batch)
     val_loader = None if val is None else BatchLoader(val, cfg.batch_size, shuffle=False, prefetch=True)
     test_loader = BatchLoader(test, cfg.batch_size, shuffle=False, prefetch=True)
     return train_loader, val_loader, test_loader
+
+
+def check_batch_floor(cfg: TrainConfig, model: Module, n_train: int) -> int:
+    """The model's fewest images per training batch; ConfigError when --batch-size or the data has fewer.
+
+    ODConv's attention BatchNorm normalises pooled features, one value per channel
+    per image, so a training batch of 1 has no statistics (PyTorch's BatchNorm
+    raises on it too). A batch size below that is refused before training starts;
+    a last batch of 1 image (N % batch == 1) is skipped each epoch instead.
+    """
+    need, who = model.training_batch_floor()
+    if cfg.batch_size < need:
+        raise ConfigError(f"--batch-size {cfg.batch_size}: {who} needs at least {need} images per training batch "
+                          "(its BatchNorm normalises pooled features over the batch); use --batch-size 2 or more")
+    if n_train < need:
+        raise ConfigError(f"the training set holds {n_train} image(s), but {who} needs at least {need} per "
+                          "training batch")
+    return need
 
 
 def check_device(device: str) -> None:
@@ -136,7 +168,7 @@ def model_from_checkpoint(path: str | os.PathLike[str], device: str | None = Non
     finally:
         mc_random.set_rng_state(state)
     ckpt.load_model(model)
-    temperatures = ckpt.trainer.get("temperatures", {})  # DY-CNN / ODConv temperature when saved
+    temperatures = check_trainer_state(ckpt.path, ckpt.trainer, ckpt.loader)["temperatures"]  # DY-CNN / ODConv
     for m in model.modules():
         if type(m).__name__ in temperatures:
             m.temperature = float(temperatures[type(m).__name__])

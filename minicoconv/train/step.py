@@ -33,10 +33,11 @@ def train_step(model, optimizer, images: Tensor, labels: np.ndarray, penalty=Non
     `penalty(model)`, if given, is added to the loss (DGC's lasso). A NaN or infinite loss raises
     TrainingDiverged before anything is updated.
     """
-    logits = model(images)                        # forward: (N, 3, 32, 32) -> (N, classes)
-    loss = F.cross_entropy(logits, labels)        # mean softmax cross-entropy over the batch
-    if penalty is not None:
-        loss = loss + penalty(model)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a non-finite loss is reported below
+        logits = model(images)                    # forward: (N, 3, 32, 32) -> (N, classes)
+        loss = F.cross_entropy(logits, labels)    # mean softmax cross-entropy over the batch
+        if penalty is not None:
+            loss = loss + penalty(model)
     value = loss.item()
     if not math.isfinite(value):
         raise TrainingDiverged(f"loss is {value}")
@@ -52,15 +53,20 @@ def dgc_penalty(model) -> Tensor:
 
 
 def evaluate(model, loader, device: str = "cpu", should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
-    """Top-1, top-5 (percent) and mean loss of `model` in eval mode over `loader`'s batches."""
+    """Top-1, top-5 (percent) and mean loss of `model` in eval mode over `loader`'s batches.
+
+    Also "n", the images seen, and "nonfinite", how many of them got a NaN or infinite
+    logit: top-1/top-5 of such outputs mean nothing, so callers must check it.
+    """
     was_training = model.training
     model.eval()
-    correct1 = correct5 = 0
+    correct1 = correct5 = nonfinite = 0
     loss = RunningMean()
-    try:
-        with no_grad():
+    try:  # NaN/inf outputs are counted and reported by the caller, not warned about op by op
+        with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for x, y in loader:
                 logits = model(Tensor(x, device=device)).numpy()
+                nonfinite += int((~np.isfinite(logits)).any(axis=1).sum())
                 c1, c5 = topk_correct(logits, y, (1, 5))
                 correct1, correct5 = correct1 + c1, correct5 + c5
                 loss.update(_cross_entropy(logits, y), len(y))
@@ -68,8 +74,17 @@ def evaluate(model, loader, device: str = "cpu", should_stop: Callable[[], bool]
                     raise KeyboardInterrupt
     finally:
         model.train(was_training)
-    n = max(loss.count, 1)
-    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss.mean, "n": loss.count}
+    if loss.count == 0:  # an accuracy of nothing is not 0 %: say so rather than report it
+        raise ValueError("evaluate: the loader yielded no images (an empty evaluation set?)")
+    n = loss.count
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss.mean, "n": loss.count,
+            "nonfinite": nonfinite}
+
+
+def nonfinite_parameters(model) -> list[str]:
+    """Names of the parameters and buffers (BN running statistics) of `model` holding NaN or inf."""
+    return [name for name, value in model.state_dict().items()
+            if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all()]
 
 
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import nn
 from ..nn import dynamic
 from ..tensor import Tensor
+from .atomic import atomic_write, remove_stale_temporaries
 from .checkpoint import Checkpoint, CheckpointError, copy_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .metrics import MetricsWriter, RunningMean, topk_correct
-from .step import DGC_LASSO_WEIGHT, TrainingDiverged, dgc_penalty, evaluate, train_step  # noqa: F401
+from .resume_state import check_trainer_state
+from .step import DGC_LASSO_WEIGHT, TrainingDiverged, dgc_penalty, evaluate, nonfinite_parameters, train_step  # noqa: F401
 
 
 @dataclass
@@ -84,7 +84,11 @@ class Trainer:
         if synthetic is None:  # labelled by the data set itself
             synthetic = bool(getattr(self.dataset, "synthetic", False))
         self.epochs, self.config, self.synthetic = epochs, config, synthetic
+        _check_last_batch(model, train_loader)
         self.steps_per_epoch = len(train_loader) if max_steps is None else min(len(train_loader), max_steps)
+        if self.steps_per_epoch < 1:  # an epoch of no steps would report a loss of nothing as "nan"
+            raise ValueError(f"the training loader yields no batches ({len(train_loader)} per epoch, max_steps "
+                             f"{max_steps}): is the training set empty?")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.dycnn_anneal, self.odconv_anneal = dycnn_anneal, odconv_anneal
         self.device, self.log, self.on_step = device, log, on_step
@@ -112,14 +116,15 @@ class Trainer:
         datasets: (train, val or None, test) to use as given instead of loading them.
         out_dir: defaults to cfg.run_dir(); None writes nothing.
         """
-        from .prepare import build_model, build_optimizer, check_device, load_datasets, make_loaders
+        from .prepare import build_model, build_optimizer, check_batch_floor, check_device, load_datasets, make_loaders
 
         cfg.validate()
         check_device(cfg.device)
         train, val, test = datasets if datasets is not None else load_datasets(cfg, log=log)
         model = build_model(cfg)
+        min_batch = check_batch_floor(cfg, model, len(train))
         optimizer, scheduler = build_optimizer(cfg, model)
-        train_loader, val_loader, test_loader = make_loaders(cfg, train, val, test)
+        train_loader, val_loader, test_loader = make_loaders(cfg, train, val, test, min_batch)
         return cls(model, optimizer, train_loader, scheduler=scheduler, val_loader=val_loader,
                    test_loader=test_loader, epochs=cfg.epochs, max_steps=cfg.max_steps,
                    out_dir=cfg.run_dir() if out_dir is ... else out_dir, config=cfg, synthetic=train.synthetic,
@@ -144,7 +149,19 @@ class Trainer:
         return FitResult(list(self.history), self.best)
 
     def _evaluate(self, loader) -> dict[str, float] | None:
-        return None if loader is None else evaluate(self.model, loader, self.device, self._stopping)
+        """evaluate() on `loader`; TrainingDiverged (nothing saved) if any output is NaN/inf."""
+        if loader is None:
+            return None
+        result = evaluate(self.model, loader, self.device, self._stopping)
+        if result["nonfinite"]:
+            name = getattr(loader.dataset, "name", "evaluation")
+            message = (f"training diverged: after epoch {self.epoch + 1} the model's outputs are NaN/inf for "
+                       f"{result['nonfinite']} of {result['n']} {name} images; this epoch was not saved.")
+            last = self.out_dir / "last.npz" if self.out_dir is not None else None
+            if last is not None and last.exists():
+                message += f" The last good checkpoint, {last} (epoch {self.epoch}), was kept."
+            raise TrainingDiverged(message + " Try a smaller --lr.")
+        return result
 
     def train_epoch(self) -> None:
         """Run the remaining steps of epoch `self.epoch` (all of them, unless resumed mid-epoch)."""
@@ -258,7 +275,7 @@ class Trainer:
 
     def save(self, path) -> Path:
         """Write a checkpoint of the whole run state to `path` (atomically)."""
-        bad = [name for name, p in self.model.named_parameters() if not np.isfinite(p.numpy()).all()]
+        bad = nonfinite_parameters(self.model)
         if bad:
             raise TrainingDiverged(f"parameters {', '.join(bad[:3])} hold NaN/inf: not saving {path}")
         loader = {"seed": self.train_loader.seed, "epoch": self.epoch, "batch": self.step_in_epoch}
@@ -273,7 +290,7 @@ class Trainer:
                 raise ValueError("resume: give a checkpoint path (this trainer has no out_dir)")
             path = self.out_dir / "last.npz"
         ckpt = load_checkpoint(path)
-        state = ckpt.trainer
+        state = check_trainer_state(ckpt.path, ckpt.trainer, ckpt.loader)
         if ckpt.loader.get("seed") != self.train_loader.seed:
             raise CheckpointError(f"{path}: saved with loader seed {ckpt.loader.get('seed')}, this trainer's "
                                   f"loader has seed {self.train_loader.seed}: the data order would differ")
@@ -282,11 +299,11 @@ class Trainer:
                                   f"epoch, this trainer has {self.steps_per_epoch}: cannot continue that epoch")
         ckpt.restore(self.model, self.optimizer, self.scheduler)
         self.epoch, self.global_step = ckpt.epoch, ckpt.global_step
-        self.step_in_epoch = int(state.get("step_in_epoch", 0))
-        self.train_loss = RunningMean.from_state(state.get("train_loss", {"total": 0, "count": 0}))
-        self.train_correct = RunningMean.from_state(state.get("train_correct", {"total": 0, "count": 0}))
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        self.history, self.best = list(state.get("history", [])), state.get("best")
+        self.step_in_epoch = state["step_in_epoch"]
+        self.train_loss = RunningMean.from_state(state["train_loss"])
+        self.train_correct = RunningMean.from_state(state["train_correct"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history, self.best = list(state["history"]), state.get("best")
         where = f"epoch {self.epoch + 1}, step {self.step_in_epoch}" if self.step_in_epoch else \
             f"the end of epoch {self.epoch}"
         self.log(f"resumed from {path} at {where} (global step {self.global_step})")
@@ -352,13 +369,23 @@ class Trainer:
     def _start_run(self) -> None:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            stale = remove_stale_temporaries(self.out_dir)
+            if stale:
+                self.log(f"removed {len(stale)} temporary file(s) that an interrupted write left in {self.out_dir}")
             if self.config is not None:
-                (self.out_dir / "config.json").write_text(self.config.to_json() + "\n")
+                text = self.config.to_json() + "\n"
+                atomic_write(self.out_dir / "config.json", lambda f: f.write(text.encode("utf-8")))
         data = getattr(self.dataset, "name", "the training set")
         if self.dataset is not None:
             data += f" ({len(self.dataset)} images{', SYNTHETIC' if self.synthetic else ''})"
         self.log(f"training {self.epochs - self.epoch} epoch(s) of {self.steps_per_epoch} steps on {data}"
                  + (f"; run folder {self.out_dir}" if self.out_dir is not None else ""))
+        dropped = getattr(self.train_loader, "dropped_last", 0)
+        if dropped:
+            _, who = self.model.training_batch_floor()
+            images = f"{dropped} image{'s' * (dropped > 1)}"
+            self.log(f"the last batch of each epoch ({images}) is skipped: {who} needs at least "
+                     f"{self.train_loader.min_batch} images per training batch")
         if self.val_loader is None and self.epoch < self.epochs:
             self.log("no validation split (--val-split N): best.npz will be the last epoch's checkpoint; "
                      "the test set is never used to choose")
@@ -384,6 +411,19 @@ class Trainer:
 
         return tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/"
                     f"{self.epochs}", unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def _check_last_batch(model, loader) -> None:
+    """ValueError, before any step, when a training batch of `loader` is too small for `model`."""
+    need, who = model.training_batch_floor()
+    batch, n = getattr(loader, "batch_size", None), len(getattr(loader, "dataset", ()))
+    if need < 2 or batch is None or not n:
+        return
+    smallest = min(batch, n) if len(loader) * batch <= n else n - (len(loader) - 1) * batch
+    if smallest < need:
+        raise ValueError(f"{who} needs at least {need} images per training batch, and the loader yields a batch of "
+                         f"{smallest}: use a larger batch size, or BatchLoader(..., min_batch={need}) to skip a "
+                         "last batch that small")
 
 
 def _tqdm_available() -> bool:

@@ -174,3 +174,11 @@ def test_sgd_update(be, cpu, momentum, weight_decay, nesterov):
     assert (buf is None) == (ref_buf is None)
     if buf is not None:
         assert_matches(be, buf, ref_buf)
+
+
+def test_batch_norm_does_not_cancel(be):
+    """Mean subtracted before scaling, as on the CPU (tests/norm_cancellation.py)."""
+    from norm_cancellation import check_eval_forward, check_train_forward
+
+    check_train_forward(be, be.to_numpy)
+    check_eval_forward(be, be.to_numpy)

@@ -1,8 +1,8 @@
 """`Module` behaviour and `nn.init`.
 
 - Module: parameter/child order (PyTorch's), train()/eval() recursion, state_dict with
-  buffers as NumPy copies, load_state_dict errors naming every bad key, to()/double()/
-  float() for parameters and buffers, repr, forward hooks, apply;
+  buffers as NumPy copies, load_state_dict errors naming the bad keys (the first few of each
+  kind), to()/double()/float() for parameters and buffers, repr, forward hooks, apply;
 - nn.init: the distributions' spread and bounds, measured on large tensors.
 """
 
@@ -110,7 +110,7 @@ def test_attribute_registration():
     with pytest.raises(AttributeError, match="super\\(\\).__init__"):
         Forgetful()
     with pytest.raises(NotImplementedError, match="Module does not define forward"):
-        nn.Module()(1)
+        nn.Module()(mc.zeros(1))
 
 
 def test_train_and_eval_recurse():

@@ -5,8 +5,12 @@ Per channel c, with M = N*H*W values x[:, c, :, :]:
     mean_c   = sum(x) / M
     var_c    = sum((x - mean_c)^2) / M                      (biased, two-pass)
     invstd_c = 1 / sqrt(var_c + eps)
-    y        = (x - mean_c) * invstd_c * weight_c + bias_c  =  x * alpha_c + beta_c,
-               alpha_c = weight_c * invstd_c,  beta_c = bias_c - mean_c * alpha_c
+    y        = (x - mean_c) * alpha_c + bias_c,   alpha_c = weight_c * invstd_c
+
+The mean is subtracted before scaling, never folded into a shift
+(x * alpha_c + (bias_c - mean_c * alpha_c)): with |mean| >> std that shift and
+x * alpha_c are huge and nearly cancel, losing the digits that hold the result
+(a constant channel at 1e6 gave 8.69 instead of 0 in float32).
 
 Training backward through the batch statistics (x_hat = (x - mean) * invstd):
 
@@ -14,8 +18,8 @@ Training backward through the batch statistics (x_hat = (x - mean) * invstd):
     dweight_c = sum(gy * x_hat) = invstd_c * sum(gy * (x - mean_c))
     dx        = weight_c * invstd_c * (gy - dbias_c / M - x_hat * dweight_c / M)
 
-Eval mode uses the running statistics and is an affine map, y = x * alpha_c + beta_c
-with invstd_c = 1 / sqrt(running_var_c + eps), so dx = gy * alpha_c.
+Eval mode uses the running statistics and is an affine map, y = (x - running_mean_c) *
+alpha_c + bias_c with invstd_c = 1 / sqrt(running_var_c + eps), so dx = gy * alpha_c.
 
 The biased batch variance is not returned; recover it as var_c = 1 / invstd_c^2 - eps
 (`batch_norm_update_running` does this, then uses the unbiased var_c * M / (M - 1)).
@@ -102,23 +106,25 @@ def _train_forward_kernel(x, weight, bias, eps, y, mean, invstd):
         mean[c] = mu
         invstd[c] = 1.0 / np.sqrt(squares / count + eps)
         alpha = weight[c] * invstd[c]            # x's dtype
-        beta = bias[c] - mean[c] * alpha
+        shift = bias[c]
         for b in range(n_batch):
             for k in range(size):
-                y[b, c, k] = x[b, c, k] * alpha + beta
+                # x - mu in float64 against the float64 mean: exact for float32 x, no cancellation
+                y[b, c, k] = (x[b, c, k] - mu) * alpha + shift
 
 
 @njit(parallel=True, cache=True)
-def _affine_kernel(x, alpha, beta, y):
-    """(N, C, L) -> (N, C, L): y = x * alpha_c + beta_c."""
+def _normalize_kernel(x, mean, alpha, bias, y):
+    """(N, C, L) -> (N, C, L): y = (x - mean_c) * alpha_c + bias_c (mean first: no cancellation)."""
     n_batch, n_chan, size = x.shape
     for p in prange(n_batch * n_chan):
         b = p // n_chan
         c = p - b * n_chan
+        mu = mean[c]
         a = alpha[c]
-        s = beta[c]
+        s = bias[c]
         for k in range(size):
-            y[b, c, k] = x[b, c, k] * a + s
+            y[b, c, k] = (x[b, c, k] - mu) * a + s
 
 
 @njit(parallel=True, cache=True, fastmath=REDUCE_FASTMATH)
@@ -227,9 +233,8 @@ def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, eps):
         raise ValueError(f"{op}: expected running_mean of shape ({n_chan},), got None")
     _, alpha = _eval_scale(op, running_var, weight, eps, n_chan, x.dtype)
     bias = _check_channel_vector(op, "bias", bias, n_chan, x.dtype, fill=0)
-    beta = bias - running_mean * alpha
     y = np.empty_like(x)
-    _affine_kernel(_flat(x), alpha, beta, _flat(y))
+    _normalize_kernel(_flat(x), running_mean, alpha, bias, _flat(y))
     return y
 
 

@@ -11,8 +11,10 @@ Training kernels give one *block* to a channel: its threads stride over the M va
 (neighbouring threads, neighbouring memory), `block_sum` adds the per-thread partial
 sums in shared memory, and the same block then writes y (or dx) for the channel: the
 statistics never leave the chip. Eval mode is an affine map per channel: a tiny kernel
-makes alpha = weight * invstd and beta = bias - running_mean * alpha, and one thread per
-element computes y = x * alpha_c + beta_c.
+makes alpha = weight * invstd, and one thread per element computes
+y = (x - running_mean_c) * alpha_c + bias_c. Both modes subtract the mean before scaling:
+folding it into a shift, x * alpha_c + (bias_c - mean_c * alpha_c), cancels catastrophically
+when |mean| >> std.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ def _train_forward_kernel(x, weight, bias, eps, y, mean, invstd):
     n_batch, n_chan, size = x.shape[0], x.shape[1], x.shape[2]
     count, tid = n_batch * size, cuda.threadIdx.x
     for c in range(cuda.blockIdx.x, n_chan, cuda.gridDim.x):
-        total = 0.0
+        total = np.float64(0.0)  # float64 sums, also under the simulator (NumPy would keep float32)
         for q in range(tid, count, THREADS):
             total += x[q // size, c, q % size]
         mu = block_sum(partial, total) / count
-        squares = 0.0
+        squares = np.float64(0.0)
         for q in range(tid, count, THREADS):
             d = x[q // size, c, q % size] - mu
             squares += d * d
@@ -49,9 +51,8 @@ def _train_forward_kernel(x, weight, bias, eps, y, mean, invstd):
             mean[c] = mu
             invstd[c] = istd
         alpha = weight[c] * istd
-        beta = bias[c] - mu * alpha
-        for q in range(tid, count, THREADS):
-            y[q // size, c, q % size] = x[q // size, c, q % size] * alpha + beta
+        for q in range(tid, count, THREADS):  # x - mu against the float64 mean: no cancellation
+            y[q // size, c, q % size] = (x[q // size, c, q % size] - mu) * alpha + bias[c]
 
 
 @cuda.jit
@@ -80,20 +81,19 @@ def _train_backward_kernel(gy, x, weight, mean, invstd, need_dx, dx, dweight, db
 
 
 @cuda.jit
-def _eval_scale_kernel(running_mean, running_var, weight, bias, eps, invstd, alpha, beta):
+def _eval_scale_kernel(running_var, weight, eps, invstd, alpha):
     for c in range(cuda.grid(1), invstd.size, cuda.gridsize(1)):
         istd = 1.0 / math.sqrt(running_var[c] + eps)
         invstd[c] = istd
         alpha[c] = weight[c] * istd
-        beta[c] = bias[c] - running_mean[c] * alpha[c]
 
 
 @cuda.jit
-def _affine_kernel(x, alpha, beta, size, y):
-    """Flat views of (N, C, L) arrays: y = x * alpha_c + beta_c."""
+def _normalize_kernel(x, mean, alpha, bias, size, y):
+    """Flat views of (N, C, L) arrays: y = (x - mean_c) * alpha_c + bias_c."""
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         c = (i // size) % alpha.size
-        y[i] = x[i] * alpha[c] + beta[c]
+        y[i] = (x[i] - mean[c]) * alpha[c] + bias[c]
 
 
 @cuda.jit
@@ -176,14 +176,14 @@ def batch_norm_train_forward(x, weight, bias, eps):
 
 
 def _eval_scale(op, running_mean, running_var, weight, bias, eps, n_chan, dtype):
-    """(invstd, alpha, beta), each (C,) of dtype, from the running statistics."""
+    """(invstd, alpha, running_mean, bias), each (C,) of dtype: alpha = weight * invstd from the running var."""
     running_mean = _required(op, "running_mean", running_mean, n_chan, dtype)
     running_var = _required(op, "running_var", running_var, n_chan, dtype)
     weight = _vector(op, "weight", weight, n_chan, dtype, fill=1)
     bias = _vector(op, "bias", bias, n_chan, dtype, fill=0)
-    invstd, alpha, beta = (dev.empty((n_chan,), dtype) for _ in range(3))
-    dev.launch(_eval_scale_kernel, n_chan, running_mean, running_var, weight, bias, eps, invstd, alpha, beta)
-    return invstd, alpha, beta
+    invstd, alpha = dev.empty((n_chan,), dtype), dev.empty((n_chan,), dtype)
+    dev.launch(_eval_scale_kernel, n_chan, running_var, weight, eps, invstd, alpha)
+    return invstd, alpha, running_mean, bias
 
 
 def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, eps):
@@ -191,9 +191,9 @@ def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, eps):
     op = "batch_norm_eval"
     x = _check_nchw(op, "x", x)
     eps = _check_eps(op, eps)
-    _, alpha, beta = _eval_scale(op, running_mean, running_var, weight, bias, eps, x.shape[1], x.dtype)
+    _, alpha, mean, bias = _eval_scale(op, running_mean, running_var, weight, bias, eps, x.shape[1], x.dtype)
     y = dev.empty(x.shape, x.dtype)
-    dev.launch(_affine_kernel, x.size, dev.flat(x), alpha, beta, x.shape[2] * x.shape[3], dev.flat(y))
+    dev.launch(_normalize_kernel, x.size, dev.flat(x), mean, alpha, bias, x.shape[2] * x.shape[3], dev.flat(y))
     return y
 
 
@@ -232,7 +232,8 @@ def batch_norm_eval_backward(gy, running_var, weight, eps, x=None, running_mean=
             raise ValueError(f"{op}: expected x of shape {tuple(gy.shape)} (like gy), got {tuple(x.shape)}")
     else:
         x, running_mean = gy, full((n_chan,), 0, gy.dtype)
-    invstd, alpha, _ = _eval_scale(op, running_mean, running_var, weight, None, eps, n_chan, gy.dtype)
+    invstd, alpha, running_mean, _ = _eval_scale(op, running_mean, running_var, weight, None, eps, n_chan,
+                                                 gy.dtype)
     dx = dev.empty(gy.shape, gy.dtype) if need_dx else None
     dweight, dbias = dev.empty((n_chan,), gy.dtype), dev.empty((n_chan,), gy.dtype)
     dev.launch(_eval_backward_kernel, n_chan, _flat3(gy), _flat3(x), running_mean, invstd, alpha, bool(need_dx),

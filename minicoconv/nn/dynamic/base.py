@@ -48,9 +48,7 @@ class ExpertConv2d(Module):
 
     def check_input(self, x) -> None:
         """Refuse an input the layer cannot take, naming the layer (rather than an op deep inside it)."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__}: expected input of shape (N, {self.in_channels}, H, W), "
-                             f"got {x.shape}")
+        check_dynamic_input(type(self).__name__, x, self.in_channels)
 
     def conv_macs(self, out_shape: tuple) -> int:
         """Multiply-accumulates of one k x k convolution producing `out_shape` (N, C', H', W')."""
@@ -67,6 +65,18 @@ class ExpertConv2d(Module):
         if self.groups != 1:
             s += f", groups={self.groups}"
         return s + (", bias=True" if self.bias is not None else "")
+
+
+def check_dynamic_input(name: str, x, in_channels: int) -> None:
+    """ValueError unless x is (N, in_channels, H, W) with N, H, W >= 1.
+
+    An empty batch is refused: routing and per-sample kernels are defined per image, and
+    with N = 0 the aggregation GEMMs fail inside NumPy with a message about internals.
+    """
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"{name}: expected input of shape (N, {in_channels}, H, W), got {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"{name}: expected a non-empty input (N, H, W >= 1), got shape {x.shape}")
 
 
 def global_avg_pool(x):

@@ -34,6 +34,7 @@ from .. import init
 from ..layers.conv import check_conv_channels
 from ..layers.norm import BatchNorm2d
 from ..module import Module, Parameter
+from .base import check_dynamic_input
 
 
 def dgc_pruned_channels(channels: int, keep: float, progress: float) -> int:
@@ -90,6 +91,7 @@ class DGConv2d(Module):
         return mask
 
     def forward(self, x):
+        check_dynamic_input(type(self).__name__, x, self.in_channels)
         u = self.bn(x).relu()
         q = self.saliency(u)
         self.lasso = q.mean(axis=(1, 2)).sum()
@@ -142,6 +144,7 @@ class SparseDGConv2d(Module):
         layer = self._layer
         if self.training:
             raise RuntimeError("SparseDGConv2d is inference-only: keep it in eval mode (train the DGConv2d)")
+        check_dynamic_input(type(self).__name__, x, layer.in_channels)
         with no_grad():
             u = layer.bn(x).relu()
             q = layer.saliency(u)                                                    # (H, N, C)

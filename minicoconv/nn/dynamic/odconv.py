@@ -30,6 +30,8 @@ from .base import ExpertConv2d
 class ODConv2d(ExpertConv2d):
     """ODConv2d(in, out, kernel_size, stride=1, padding=0, groups=1, experts=4, reduction=1/16, temperature=1.0)."""
 
+    min_training_batch = 2  # the attention BatchNorm sees (N, A, 1, 1): one value per channel per image
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  groups: int = 1, bias: bool = False, experts: int = 4, reduction: float = 1 / 16,
                  temperature: float = 1.0):
@@ -87,6 +89,7 @@ class ODConv2d(ExpertConv2d):
     routing_weights = attentions
 
     def forward(self, x):
+        self.check_input(x)
         alpha_c, alpha_f, alpha_s, alpha_w = self.attentions(x)
         n_batch, c = x.shape[:2]
         y = F.dynamic_conv2d(x * alpha_c.reshape(n_batch, c, 1, 1), self.weight, alpha_w, self.stride,

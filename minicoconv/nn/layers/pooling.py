@@ -7,8 +7,15 @@ from ..module import Module
 
 
 class MaxPool2d(Module):
+    """MaxPool2d(kernel_size, stride=kernel_size, padding=0): (N, C, H, W) -> (N, C, H', W')."""
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
+        name = type(self).__name__  # checked here too, so that a bad option fails where it was written
+        F._pair(kernel_size, "kernel_size", name, 1)
+        if stride is not None:
+            F._pair(stride, "stride", name, 1)
+        F._pair(padding, "padding", name, 0)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
@@ -19,6 +26,8 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(MaxPool2d):
+    """AvgPool2d(kernel_size, stride=kernel_size, padding=0): (N, C, H, W) -> (N, C, H', W')."""
+
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
