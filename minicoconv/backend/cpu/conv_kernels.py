@@ -10,7 +10,7 @@ kernels an autograd op calls.
 Two paths, chosen by the weight's shape:
 - general (im2col.py): the batch is cut into equal blocks of nb samples whose columns
   take at most about `BLOCK_BYTES`; per block one Numba im2col, then one GEMM per group
-  W (Cout/g, K/g) @ cols (K/g, nb*L) (np.matmul, OpenBLAS), then one Numba pass that
+  W (Cout/g, K/g) @ cols (K/g, nb*L) (blas.gemm), then one Numba pass that
   transposes (Cout, nb*L) into y's (nb, Cout, L) and adds the bias.
   Backward per block: one pass gy -> gy^T (Cout, nb*L) that also sums gy for db;
   im2col again (unless saved); dW += gy^T @ cols^T (one GEMM per group);
@@ -32,15 +32,10 @@ Inputs that are not C-contiguous are copied (np.ascontiguousarray) by the driver
 Every argument is validated before a kernel runs (Numba does no bounds checks); errors
 are ValueError naming the op.
 
-Threads: the Numba kernels use Numba's pool, the GEMMs OpenBLAS's; they never run at
-the same time, so each may use every core. But both pools spin after their work:
-libgomp (Numba's default OpenMP layer) for ~300k pause loops, OpenBLAS's workers for
-up to 2^28 cycles (OPENBLAS_THREAD_TIMEOUT). A spinning worker of one pool then takes a
-core from the other pool's next region; on the loaded 2-core machine this inflated the
-CPU time of a stage-1 forward + backward from ~100 ms (one thread) to ~1000 ms (two).
-The process should start with OMP_WAIT_POLICY=passive (minicoconv.bench.machine does)
-and, on a busy machine, OPENBLAS_THREAD_TIMEOUT=4 or NUMBA_THREADING_LAYER=workqueue;
-that is process configuration, not set here.
+Threads: one pool. The Numba kernels run on Numba's pool, and so do the GEMMs: blas.gemm
+splits each into blocks of rows or columns, one single-threaded BLAS call per Numba task,
+so OpenBLAS's own pool (whose idle workers spin on the cores the next kernel needs) never
+runs. See blas.py.
 """
 
 from typing import NamedTuple
@@ -48,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads
 
+from .blas import gemm
 from .depthwise import depthwise_backward_kernel, depthwise_forward_kernel
 from .im2col import col2im_blocks, fold_grad_kernel, im2col_blocks, unfold_output_kernel
 
@@ -266,7 +262,7 @@ def _forward_im2col(x, w, bias, geom, y):
         cols = cols_buf[:k * m].reshape(k, m)
         out = out_buf[:c_out * m].reshape(c_out, m)
         im2col_blocks(x, conv_args, n0, cols)
-        np.matmul(w_g, cols.reshape(g, k // g, m), out=out.reshape(g, c_out // g, m))
+        gemm(w_g, cols.reshape(g, k // g, m), out.reshape(g, c_out // g, m))
         unfold_output_kernel(out, bias, n0, y3)
     return cols_buf[:k * n_batch * n_pix].reshape(k, n_batch * n_pix) if nb >= n_batch else None
 
@@ -299,8 +295,6 @@ def _backward_im2col(gy, x, w, saved, geom, dx, dw):
         transposed = c_out // g <= DW_TRANSPOSED_MAX_COUT
         if transposed:
             dw_part = np.empty((g, k // g, c_out // g), dtype=x.dtype)
-        elif n_batch > nb:
-            dw_part = np.empty_like(dw_g)
     for n0 in range(0, n_batch, nb):
         m = min(nb, n_batch - n0) * n_pix
         scratch = cols_buf[:k * m].reshape(k, m)
@@ -313,19 +307,14 @@ def _backward_im2col(gy, x, w, saved, geom, dx, dw):
                 im2col_blocks(x, conv_args, n0, cols)
             cols_g = cols.reshape(g, k // g, m)
             if transposed:
-                np.matmul(cols_g, gy_t.transpose(0, 2, 1), out=dw_part)
-                if n0 == 0:
-                    dw_g[...] = dw_part.transpose(0, 2, 1)
-                else:
-                    dw_g += dw_part.transpose(0, 2, 1)
-            elif n0 == 0:
-                np.matmul(gy_t, cols_g.transpose(0, 2, 1), out=dw_g)
+                gemm(cols_g, gy_t.transpose(0, 2, 1), dw_part, accumulate=n0 > 0)
             else:
-                np.matmul(gy_t, cols_g.transpose(0, 2, 1), out=dw_part)
-                dw_g += dw_part
+                gemm(gy_t, cols_g.transpose(0, 2, 1), dw_g, accumulate=n0 > 0)
         if dx is not None:  # dcols overwrite the scratch columns, never `saved`
-            np.matmul(w_g.transpose(0, 2, 1), gy_t, out=scratch.reshape(g, k // g, m))
+            gemm(w_g.transpose(0, 2, 1), gy_t, scratch.reshape(g, k // g, m))
             col2im_blocks(scratch, conv_args, n0, dx)
+    if dw is not None and transposed and n_batch > 0:
+        dw_g[...] = dw_part.transpose(0, 2, 1)
     return row_sums
 
 
