@@ -9,14 +9,14 @@ import argparse
 import json
 import time
 
+import pytest
+
 from minicoconv.bench import Setup, bench_dynamic, bench_layers, bench_model, measure, measure_interleaved
 from minicoconv.bench.layers import LayerCase, conv
 from minicoconv.bench.profile import op_profile
 from minicoconv.bench.table import Column, format_table
 from minicoconv.bench.timing import numpy_peak_bytes
 from minicoconv.cli import bench as bench_cli
-
-import pytest
 
 TINY_CONVS = (conv("conv 8->8", 8, 8, 6), conv("depthwise 8", 8, 8, 6, 2, 8))
 TINY_LAYERS = (*TINY_CONVS, LayerCase("bn", "batchnorm", 8, 6), LayerCase("maxpool", "maxpool", 8, 6, kernel=2),

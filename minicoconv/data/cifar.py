@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from minicoconv.data.dataset import Dataset, DatasetError
-
 import numpy as np
+
+from minicoconv.data.dataset import Dataset, DatasetError
 
 ARCHIVE_NAME = "cifar-100-python.tar.gz"
 FOLDER_NAME = "cifar-100-python"
