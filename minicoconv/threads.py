@@ -16,15 +16,34 @@ Importing minicoconv sets nothing: no environment variable, no thread count, no 
                          matrix products (and gemm's fallback on a BLAS other than OpenBLAS)
                          are affected
 
-Numba's threading layer is Numba's choice (TBB, else OpenMP, else its workqueue; the
-NUMBA_THREADING_LAYER variable or numba.config.THREADING_LAYER set before the first parallel
-kernel overrides it): `minicoconv bench` prints the one in use, and the README reports the
-measured difference between them.
+Numba's threading layer is chosen, not left to what happens to be installed or loaded.
+Numba's own default is TBB if installed, else OpenMP (libgomp, whose idle threads spin at
+every barrier unless OMP_WAIT_POLICY=passive was set before it loaded), else its workqueue.
+`use_threading_layer()` picks the workqueue (plain pthreads and condition variables: nothing
+spins) when the first CPU tensor is made, not at import, and only if nothing chose before:
+not the user (NUMBA_THREADING_LAYER, or numba.config.THREADING_LAYER set in code), and no
+parallel Numba kernel has run yet in the process (the layer is fixed from then on). The
+README gives the measured difference. One limit of the workqueue: two Python threads may
+not run parallel kernels at the same moment (Numba aborts); a program that runs minicoconv
+from several threads at once should choose "tbb" (pip install tbb) or "omp" itself first.
 """
 
 from __future__ import annotations
 
 _limiter = None  # threadpoolctl's limiter, kept alive for the life of the process
+#: the layer `use_threading_layer` asks Numba for when the process has not chosen one
+THREADING_LAYER = "workqueue"
+
+
+def use_threading_layer() -> str:
+    """Ask Numba for THREADING_LAYER unless the process already chose a layer (see the module
+    docstring); return the layer now configured. Called by the CPU backend on first use."""
+    import numba
+    from numba.np.ufunc import parallel
+
+    if numba.config.THREADING_LAYER == "default" and not getattr(parallel, "_is_initialized", True):
+        numba.config.THREADING_LAYER = THREADING_LAYER
+    return numba.config.THREADING_LAYER
 
 
 def set_num_threads(n: int) -> int:

@@ -50,8 +50,10 @@ def numba_threading_layer(start: bool = False) -> str:
     import numba
 
     if start:
+        from ..backend import get_backend
         from ..backend.cpu.blas import start_pool
 
+        get_backend("cpu")  # minicoconv's choice of layer, as in any process that makes a CPU tensor
         start_pool()
     try:
         return numba.threading_layer()

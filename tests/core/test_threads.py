@@ -14,6 +14,9 @@ import minicoconv
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
                     "OMP_WAIT_POLICY", "KMP_DUPLICATE_LIB_OK", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
 
+# a convolution: runs parallel Numba kernels, so Numba's layer is chosen by then
+CONV = "minicoconv.nn.Conv2d(3, 4, 3)(minicoconv.randn(2, 3, 8, 8))"
+
 
 def run_child(code: str, **env: str) -> subprocess.CompletedProcess:
     """`python -W error -c code` without this process's thread settings, plus `env`."""
@@ -47,6 +50,24 @@ def test_import_leaves_numpy_blas_and_numba_threads_alone():
             "b, n = info(), numba.get_num_threads(); import minicoconv; a = info(); "
             "print(all(a[k] == v for k, v in b.items()), numba.get_num_threads() == n)")
     assert run_child(code).stdout.split() == ["True", "True"]
+
+
+def test_the_first_cpu_tensor_chooses_the_workqueue_layer_not_the_import():
+    code = ("import numba, minicoconv; print(numba.config.THREADING_LAYER); minicoconv.randn(2, 2); "
+            f"print(numba.config.THREADING_LAYER); {CONV}; print(numba.threading_layer())")
+    assert run_child(code).stdout.split() == ["default", "workqueue", "workqueue"]
+
+
+@pytest.mark.parametrize("how", ["env", "config", "launched"])
+def test_a_layer_the_process_chose_is_kept(how):
+    pytest.importorskip("numba.np.ufunc.omppool", reason="Numba has no OpenMP layer here")
+    setup = {"env": "", "config": "numba.config.THREADING_LAYER = 'omp'; ",
+             "launched": "import numpy; numba.config.THREADING_LAYER = 'omp'; "
+                         "numba.njit(parallel=True)(lambda a: a + 1)(numpy.ones(9)); "
+                         "numba.config.THREADING_LAYER = 'default'; "}[how]
+    env = {"NUMBA_THREADING_LAYER": "omp"} if how == "env" else {}
+    code = f"import numba; {setup}import minicoconv; {CONV}; print(numba.threading_layer())"
+    assert run_child(code, **env).stdout.split() == ["omp"]
 
 
 def test_a_users_blas_setting_is_left_alone_by_a_training_step():

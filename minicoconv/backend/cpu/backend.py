@@ -91,6 +91,12 @@ class CPUBackend(Backend):
 
     name = "cpu"
 
+    def __init__(self):
+        # made when the first CPU tensor is (backend.get_backend), so never at import
+        from ...threads import use_threading_layer
+
+        use_threading_layer()
+
     @staticmethod
     def synchronize() -> None:
         """Wait for queued work (nothing to wait for: NumPy and Numba calls return when done)."""
