@@ -19,12 +19,9 @@ Two paths, chosen by the weight's shape:
   (Cin == 1 goes to im2col: its backward would otherwise run on one thread.)
 
 `saved`: the columns (K, N*L) when the whole batch fits one block, else None, and then
-the backward recomputes them block by block. Measured on the 2-core development machine
-(ResNet18-CIFAR 3x3 convs, batch 32, one thread): for stage 1 (75 MB of columns)
-keeping them cost 127-150 ms per forward + backward against 98-111 ms recomputing,
-because a whole-batch column matrix streams through DRAM and a fresh 75 MB buffer
-page-faults, while the block-wise recompute stays in cache; for stage 4 (9 MB) keeping
-saved ~10 ms (one im2col) of ~80. So columns are kept only while they fit one block,
+the backward recomputes them block by block: a whole-batch column matrix streams
+through DRAM and a fresh buffer page-faults, while the block-wise recompute stays in
+cache (measured: docs/performance.md). So columns are kept only while they fit one block,
 which bounds the memory held between forward and backward to BLOCK_BYTES per conv
 (recomputing at batch 128 avoids holding ~300 MB per stage-1 conv).
 
@@ -50,13 +47,10 @@ from .im2col import col2im_blocks, fold_grad_kernel, im2col_blocks, unfold_outpu
 FLOAT_DTYPES = (np.float32, np.float64)
 
 # Target size of one block of columns (bytes): big enough for efficient GEMMs, small
-# enough to stay in cache between im2col, GEMM and col2im. Measured (ResNet18-CIFAR 3x3,
-# batch 32, 2 threads): 8, 16 and 32 MB within ~5% of each other (32 best), 2 MB up to
-# 35% slower, whole-batch columns (75 MB for stage 1) ~50% slower.
+# enough to stay in cache between im2col, GEMM and col2im (sizes compared: docs/performance.md)
 BLOCK_BYTES = 16 << 20
-# dW = gy^T @ cols^T is computed as (cols @ gy^T)^T when Cout/groups is at most this:
-# OpenBLAS ran that orientation ~30% faster for 64 output channels, ~7% for 128, and
-# slower from 256 on (2 threads, ResNet18-CIFAR shapes).
+# dW = gy^T @ cols^T is computed as (cols @ gy^T)^T when Cout/groups is at most this: the
+# faster GEMM orientation for few output channels (docs/performance.md)
 DW_TRANSPOSED_MAX_COUT = 128
 
 
