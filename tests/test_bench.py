@@ -91,7 +91,7 @@ def test_model_row_with_torch_reference_and_profile(torch):
     setup = Setup(torch=torch, repeats=1, warmup=0)
     row = bench_model(setup, "mobilenetv2", "coconv", batch=2, experts=2, profile=True)
     assert row["params"] > 0 and row["train_min_ms"] > 0 and row["infer_min_ms"] > 0
-    assert row["torch_train_ms"] > 0 and row["train_ratio"] > 0 and row["target"] == 1.3
+    assert row["torch_train_ms"] > 0 and row["train_ratio"] > 0 and row["target"] == 1.1
     assert row["peak_mb"] > 0
     ops = {r["op"] for r in row["profile"]}
     assert {"Conv2d", "BatchNorm2d", "(outside ops)"} <= ops
