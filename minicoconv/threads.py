@@ -53,6 +53,7 @@ def set_num_threads(n: int) -> int:
 
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be an int >= 1, got {n!r}")
+    use_threading_layer()  # numba.set_num_threads starts Numba's pool, fixing its layer
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     return numba.get_num_threads()
 
@@ -61,6 +62,7 @@ def get_num_threads() -> int:
     """The number of threads minicoconv's kernels use now (Numba's)."""
     import numba
 
+    use_threading_layer()  # numba.get_num_threads starts Numba's pool, fixing its layer
     return numba.get_num_threads()
 
 
