@@ -1,38 +1,76 @@
-"""Thread pools: Numba's kernels and NumPy's BLAS both use every core by default.
+"""Threads: one pool, Numba's, does minicoconv's parallel work.
 
-Every convolution here alternates a parallel Numba kernel (im2col, col2im, batch
-norm, ...) with a BLAS GEMM; the two pools never run at the same time, so each may use
-all the cores. How many BLAS threads pay depends on whether the machine is otherwise
-idle. Measured on the 2-core development machine, ResNet18 training step at batch 32
-(`minicoconv bench --model resnet18 --conv static --blas-threads 1|2`):
+Every CPU kernel is a Numba `prange` loop, and the GEMMs run inside such loops too, one
+single-threaded BLAS call per task (backend/cpu/blas.py). So NumPy's OpenBLAS pool is never
+woken by minicoconv, its idle workers (and a loaded PyTorch's) have nothing to spin after,
+and the speed does not depend on what the process imported first or on its environment.
+Importing minicoconv sets nothing: no environment variable, no thread count, no warning.
 
-    idle machine:                     BLAS 2 threads  835-864 ms,   1 thread  1239 ms
-    one other busy process running:   BLAS 2 threads  3204-3398 ms, 1 thread  1368-1530 ms
+    set_num_threads(n)   use n of Numba's threads for minicoconv's kernels from now on
+                         (numba.set_num_threads; at most NUMBA_NUM_THREADS, fixed when Numba
+                         loads, by default the machine's cores). The CLI calls it.
+    get_num_threads()    the count minicoconv's kernels use now
+    blas_threads()       NumPy's own BLAS thread count (unchanged by minicoconv; its GEMMs use
+                         one thread per task whatever it is)
+    set_blas_threads(n)  set NumPy's BLAS thread count for the whole process: only NumPy's own
+                         matrix products (and gemm's fallback on a BLAS other than OpenBLAS)
+                         are affected
 
-On a busy machine the two pools hand the cores back and forth and wait for
-descheduled workers, so there one BLAS thread is up to 2x faster:
-`set_blas_threads(1)` (or OPENBLAS_NUM_THREADS=1 before starting Python). NumPy's
-default is kept otherwise, and a count set in the environment is never overridden.
-
-Idle workers. After a call, OpenBLAS's workers spin for up to 2**28 cycles (a tenth of a
-second) before they sleep, and the Numba kernel that follows shares the cores with them.
-`import minicoconv` therefore sets OPENBLAS_THREAD_TIMEOUT=4 (sleep at once) unless the
-environment sets it, but OpenBLAS reads it only when NumPy loads it. Measured on the 2-core
-machine, forward + backward at batch 32 with the default against 4 (min of 5, two rounds):
-ResNet18 974 against 802-836 ms, MobileNetV2-DY-CNN 757 against 536-588 ms; the fused
-CoConv at 4x4 (routing, whose 1x1 convs are BLAS calls, then the Numba mixture kernel)
-took 48-55 against 29-37 ms. Hence `warn_if_blas_spins` when NumPy came first.
+Numba's threading layer is chosen, not left to what happens to be installed or loaded.
+Numba's own default is TBB if installed, else OpenMP (libgomp, whose idle threads spin at
+every barrier unless OMP_WAIT_POLICY=passive was set before it loaded), else its workqueue.
+`use_threading_layer()` picks the workqueue (plain pthreads and condition variables: nothing
+spins) when the first CPU tensor is made, not at import, and only if nothing chose before:
+not the user (NUMBA_THREADING_LAYER, or numba.config.THREADING_LAYER set in code), and no
+parallel Numba kernel has run yet in the process (the layer is fixed from then on). The
+README gives the measured difference. One limit of the workqueue: two Python threads may
+not run parallel kernels at the same moment (Numba aborts); a program that runs minicoconv
+from several threads at once should choose "tbb" (pip install tbb) or "omp" itself first.
 """
 
 from __future__ import annotations
 
-import warnings
-
 _limiter = None  # threadpoolctl's limiter, kept alive for the life of the process
+#: the layer `use_threading_layer` asks Numba for when the process has not chosen one
+THREADING_LAYER = "workqueue"
+
+
+def use_threading_layer() -> str:
+    """Ask Numba for THREADING_LAYER unless the process already chose a layer (see the module
+    docstring); return the layer now configured. Called by the CPU backend on first use."""
+    import numba
+    from numba.np.ufunc import parallel
+
+    if numba.config.THREADING_LAYER == "default" and not getattr(parallel, "_is_initialized", True):
+        numba.config.THREADING_LAYER = THREADING_LAYER
+    return numba.config.THREADING_LAYER
+
+
+def set_num_threads(n: int) -> int:
+    """Run minicoconv's kernels on `n` threads (Numba's pool, capped at NUMBA_NUM_THREADS);
+    returns the count now in use. Like numba.set_num_threads, it applies to the calling thread."""
+    import numba
+
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an int >= 1, got {n!r}")
+    use_threading_layer()  # numba.set_num_threads starts Numba's pool, fixing its layer
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return numba.get_num_threads()
+
+
+def get_num_threads() -> int:
+    """The number of threads minicoconv's kernels use now (Numba's)."""
+    import numba
+
+    use_threading_layer()  # numba.get_num_threads starts Numba's pool, fixing its layer
+    return numba.get_num_threads()
 
 
 def set_blas_threads(n: int) -> None:
-    """Use `n` threads in NumPy's BLAS from now on (through threadpoolctl, so also after NumPy is loaded)."""
+    """Use `n` threads in NumPy's BLAS from now on (through threadpoolctl, so also after NumPy is loaded).
+
+    Process-wide and NumPy's own: minicoconv's GEMMs call OpenBLAS single-threaded from its
+    Numba tasks whatever this count is (backend/cpu/blas.py)."""
     global _limiter
     if n < 1:
         raise ValueError(f"set_blas_threads: n must be >= 1, got {n}")
@@ -46,17 +84,3 @@ def blas_threads() -> int:
     from threadpoolctl import threadpool_info
 
     return max((p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"), default=1)
-
-
-def warn_if_blas_spins() -> None:
-    """Warn that OpenBLAS runs with its spinning idle workers (called by `import minicoconv`
-    when NumPy was imported before it and the environment does not set OPENBLAS_THREAD_TIMEOUT)."""
-    from threadpoolctl import threadpool_info
-
-    if any(p.get("internal_api") == "openblas" and p.get("threading_layer") == "pthreads" and p["num_threads"] > 1
-           for p in threadpool_info()):
-        warnings.warn("NumPy was imported before minicoconv, so OpenBLAS started without OPENBLAS_THREAD_TIMEOUT=4: "
-                      "its idle threads spin after every BLAS call and slow the Numba kernels that follow "
-                      "(on 2 cores a ResNet18 training step by about 20%, MobileNetV2-DY-CNN by 30-40%). Import "
-                      "minicoconv before NumPy, or set OPENBLAS_THREAD_TIMEOUT=4 in the environment.",
-                      RuntimeWarning, stacklevel=3)

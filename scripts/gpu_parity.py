@@ -20,12 +20,12 @@ import sys
 import time
 import traceback
 
+import numpy as np
+
 import minicoconv as mc
 from minicoconv import models
 from minicoconv.nn import functional as F
 from minicoconv.optim import SGD
-
-import numpy as np
 
 F32_TOL = 1e-4  # float32 rounding of sums over thousands of terms, accumulated in another order
 GRAD_TOL = 2e-3  # gradients: the same, compounded through ~20 layers of backward

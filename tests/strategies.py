@@ -8,11 +8,11 @@ layout and ``requires_grad`` of what it builds. Import them with
 
 from __future__ import annotations
 
-import minicoconv as mc
-
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+import minicoconv as mc
 
 
 # ---- shapes --------------------------------------------------------------------------

@@ -9,14 +9,14 @@ import argparse
 import json
 import time
 
+import pytest
+
 from minicoconv.bench import Setup, bench_dynamic, bench_layers, bench_model, measure, measure_interleaved
 from minicoconv.bench.layers import LayerCase, conv
 from minicoconv.bench.profile import op_profile
 from minicoconv.bench.table import Column, format_table
 from minicoconv.bench.timing import numpy_peak_bytes
 from minicoconv.cli import bench as bench_cli
-
-import pytest
 
 TINY_CONVS = (conv("conv 8->8", 8, 8, 6), conv("depthwise 8", 8, 8, 6, 2, 8))
 TINY_LAYERS = (*TINY_CONVS, LayerCase("bn", "batchnorm", 8, 6), LayerCase("maxpool", "maxpool", 8, 6, kernel=2),
@@ -91,7 +91,7 @@ def test_model_row_with_torch_reference_and_profile(torch):
     setup = Setup(torch=torch, repeats=1, warmup=0)
     row = bench_model(setup, "mobilenetv2", "coconv", batch=2, experts=2, profile=True)
     assert row["params"] > 0 and row["train_min_ms"] > 0 and row["infer_min_ms"] > 0
-    assert row["torch_train_ms"] > 0 and row["train_ratio"] > 0 and row["target"] == 1.3
+    assert row["torch_train_ms"] > 0 and row["train_ratio"] > 0 and row["target"] == 1.1
     assert row["peak_mb"] > 0
     ops = {r["op"] for r in row["profile"]}
     assert {"Conv2d", "BatchNorm2d", "(outside ops)"} <= ops

@@ -10,6 +10,9 @@ import json
 import math
 import re
 
+import numpy as np
+import pytest
+
 from minicoconv import models, nn
 from minicoconv.autograd import no_grad
 from minicoconv.bench import Setup, bench_beyond, bench_model
@@ -19,9 +22,6 @@ from minicoconv.cli import bench as bench_cli
 from minicoconv.cli import summary as summary_cli
 from minicoconv.nn import init
 from minicoconv.tensor import Tensor
-
-import numpy as np
-import pytest
 
 TINY_CONVS = (conv("conv 8->8", 8, 8, 6), conv("depthwise 8", 8, 8, 6, 2, 8))
 TIMED = ("ms", "min_ms", "mmacs")

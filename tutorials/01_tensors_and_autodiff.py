@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 import minicoconv as mc
 from minicoconv.autograd import Function
 from minicoconv.testing import GradcheckError, gradcheck
-
-import numpy as np
 
 
 def section(number: int, title: str) -> None:

@@ -28,11 +28,11 @@ import contextlib
 import functools
 import time
 
-import minicoconv as mc
-from minicoconv.nn import functional as F
-
 import numba
 import numpy as np
+
+import minicoconv as mc
+from minicoconv.nn import functional as F
 
 
 def section(number: int, title: str) -> None:

@@ -27,13 +27,13 @@ import argparse
 import contextlib
 import math
 
+import numba
+import numpy as np
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.nn import functional as F
 from minicoconv.testing import gradcheck
-
-import numba
-import numpy as np
 
 
 def section(number: int, title: str) -> None:

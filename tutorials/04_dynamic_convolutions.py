@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 import minicoconv as mc
 from minicoconv import nn, summary
 from minicoconv.nn import functional as F
-
-import numpy as np
 
 
 def section(number: int, title: str) -> None:

@@ -28,13 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import minicoconv as mc
 from minicoconv import models, nn, optim
 from minicoconv.data import BatchLoader, load_cifar100, synthetic_cifar100
 from minicoconv.nn import functional as F
 from minicoconv.train import Trainer, evaluate, load_checkpoint, save_checkpoint, train_step
-
-import numpy as np
 
 
 def section(number: int, title: str) -> None:

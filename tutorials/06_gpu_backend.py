@@ -44,6 +44,8 @@ def _ensure_cuda_or_simulator() -> None:
 
 _ensure_cuda_or_simulator()
 
+from numba import cuda  # noqa: E402 - after the simulator decision above
+
 import minicoconv as mc  # noqa: E402
 from minicoconv import nn  # noqa: E402
 from minicoconv.backend import get_backend  # noqa: E402
@@ -52,8 +54,6 @@ from minicoconv.backend.cuda.indexing import strided_offset  # noqa: E402
 from minicoconv.backend.cuda.layout import broadcast_strides  # noqa: E402
 from minicoconv.nn import functional as F  # noqa: E402
 from minicoconv.optim import SGD  # noqa: E402
-
-from numba import cuda  # noqa: E402 - after the simulator decision above
 
 
 def section(number: int, title: str) -> None:

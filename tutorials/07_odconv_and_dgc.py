@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.nn.dynamic import set_dgc_progress
-
-import numpy as np
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="small sizes, one timing repeat")

@@ -1,27 +1,18 @@
 """The machine a benchmark ran on, and one thread count for every thread pool.
 
-Three pools can run at once in this process: Numba's (the parallel kernels),
-NumPy's BLAS (the GEMMs) and PyTorch's (the reference). They never run
-concurrently here (a Numba kernel never calls BLAS), so each may use all the
-cores, but none may use more: `set_threads(n)` sets
+Two pools can do work in a benchmark: Numba's (all of minicoconv's kernels, the GEMMs
+included: one single-threaded BLAS call per task, see backend/cpu/blas.py) and PyTorch's
+(the reference). They take turns, so each may use all the cores but none more:
+`set_threads(n)` sets
 
-- Numba: `numba.set_num_threads(n)` (at most NUMBA_NUM_THREADS, fixed at import);
-- BLAS: NumPy's default (all cores) or the count set in the environment, or `blas`
-  threads when given (`--blas-threads`; 1 is faster on a busy machine, see
-  `minicoconv/threads.py`);
+- minicoconv: `minicoconv.set_num_threads(n)` (Numba's pool, at most NUMBA_NUM_THREADS);
+- BLAS: NumPy's own count is left alone unless `blas` is given (`--blas-threads`); it does
+  not change minicoconv's GEMMs, only NumPy's own products;
 - PyTorch: `torch.set_num_threads(n)`, when PyTorch is in use.
 
-Idle OpenMP threads. Numba's default threading layer here is OpenMP (libgomp),
-as is PyTorch's pool, and libgomp lets a thread that has finished its share
-spin before it sleeps. On a machine whose cores are busy with other processes
-the spinning threads use up their time slices and every parallel region then
-waits for the scheduler: a 5 us Numba launch was measured at 5-25 ms this way,
-a tiny PyTorch conv at ~90 ms. `prefer_passive_openmp()` sets
-OMP_WAIT_POLICY=passive (unless the user set it) before either library starts
-its OpenMP runtime, for both alike; on an idle machine it costs a few
-microseconds per parallel region. OpenBLAS's own worker threads spin too
-(OPENBLAS_THREAD_TIMEOUT) and compete with Numba's pool between a kernel and
-its GEMM: on a busy machine, `--blas-threads 1` can be much faster.
+Nothing is set in the environment: the benchmark measures the process a user has, with
+NumPy and PyTorch loaded as they load, and `describe` prints what it depends on (CPU,
+cores, BLAS and how minicoconv calls it, Numba's threading layer).
 """
 
 from __future__ import annotations
@@ -29,7 +20,7 @@ from __future__ import annotations
 import os
 import platform
 
-from ..threads import blas_threads, set_blas_threads
+from ..threads import blas_threads, set_blas_threads, set_num_threads
 
 
 def available_cores() -> int:
@@ -51,15 +42,19 @@ def numpy_blas() -> str:
         return "unknown"
 
 
-def prefer_passive_openmp() -> str:
-    """OMP_WAIT_POLICY=passive unless already set; call before Numba's first parallel kernel and `import torch`."""
-    return os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+def numba_threading_layer(start: bool = False) -> str:
+    """The layer Numba chose (known once a parallel kernel has run), else the configured preference.
 
-
-def numba_threading_layer() -> str:
-    """The layer Numba chose (known once a parallel kernel has run), else the configured preference."""
+    start: run one tiny parallel kernel first, so that Numba chooses its layer now, among the
+    libraries loaded so far, as the first kernel of a benchmark would."""
     import numba
 
+    if start:
+        from ..backend import get_backend
+        from ..backend.cpu.blas import start_pool
+
+        get_backend("cpu")  # minicoconv's choice of layer, as in any process that makes a CPU tensor
+        start_pool()
     try:
         return numba.threading_layer()
     except ValueError:
@@ -67,7 +62,8 @@ def numba_threading_layer() -> str:
 
 
 def set_threads(threads: int, torch=None, blas: int | None = None) -> list[str]:
-    """Use `threads` threads in Numba and (if given) PyTorch, and `blas` in BLAS if given; return warnings."""
+    """Use `threads` threads in minicoconv (Numba) and (if given) PyTorch, and `blas` in NumPy's BLAS if
+    given; return warnings."""
     import numba
 
     warnings = []
@@ -76,7 +72,7 @@ def set_threads(threads: int, torch=None, blas: int | None = None) -> list[str]:
     ceiling = numba.config.NUMBA_NUM_THREADS
     if threads > ceiling:
         warnings.append(f"Numba can use at most {ceiling} threads (NUMBA_NUM_THREADS): using {ceiling}")
-    numba.set_num_threads(min(threads, ceiling))
+    set_num_threads(threads)
     if blas is not None:
         set_blas_threads(blas)
     if torch is not None:
@@ -100,15 +96,16 @@ def describe(torch=None, device: str = "cpu") -> dict[str, str]:
     import numba
     import numpy as np
 
+    from ..backend.cpu import blas
+
     info = {
         "cpu": f"{cpu_model()}, {available_cores()} cores available ({os.cpu_count()} online)",
         "load average": " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
         "python": platform.python_version(),
-        "numpy": f"{np.__version__}, BLAS {numpy_blas()}, BLAS threads {blas_threads()}, "
-                 f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}",
+        "numpy": f"{np.__version__}, BLAS {numpy_blas()} ({blas_threads()} threads for NumPy's own calls)",
+        "gemm": blas.binding(),
         "numba": f"{numba.__version__}, {numba.get_num_threads()} threads, threading layer "
-                 f"{numba_threading_layer()}",
-        "openmp": f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+                 f"{numba_threading_layer(start=True)}",
         "torch": (f"{torch.__version__}, {torch.get_num_threads()} threads" if torch is not None
                   else "not used"),
         "device": device,

@@ -138,7 +138,7 @@ def _make_setup(args, torch):
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import bench_beyond, bench_dynamic, bench_layers, bench_model, peak_rss_bytes
-    from ..bench.machine import available_cores, describe, numba_threading_layer, prefer_passive_openmp, set_threads
+    from ..bench.machine import available_cores, describe, numba_threading_layer, set_threads
     from ..bench.models import PAPER_CONVS, UNSUPPORTED
 
     if not (args.layers or args.dynamic or args.model or args.all):
@@ -154,7 +154,6 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
         return _fail("--warmup must be >= 0")
-    prefer_passive_openmp()  # before PyTorch loads its OpenMP runtime and Numba its threading layer
     torch = _load_torch(args)
     threads = args.threads or available_cores()
     try:

@@ -27,11 +27,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from minicoconv.data.dataset import Dataset, DatasetError
 from minicoconv.data.pickle_fields import class_names, int_labels, str_keys
 from minicoconv.data.pickle_scan import SharedContainerError, check_no_shared_containers
-
-import numpy as np
 
 ARCHIVE_NAME = "cifar-100-python.tar.gz"
 FOLDER_NAME = "cifar-100-python"

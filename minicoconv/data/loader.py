@@ -19,11 +19,11 @@ import queue
 import threading
 from collections.abc import Generator, Iterator
 
-from minicoconv.data.dataset import Dataset
-from minicoconv.data.transforms import CIFAR100_MEAN, CIFAR100_STD, normalize, random_crop_flip
-
 import numpy as np
 from numpy.typing import DTypeLike
+
+from minicoconv.data.dataset import Dataset
+from minicoconv.data.transforms import CIFAR100_MEAN, CIFAR100_STD, normalize, random_crop_flip
 
 Batch = tuple[np.ndarray, np.ndarray]
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from minicoconv.data.dataset import DatasetError
-
 import numpy as np
+
+from minicoconv.data.dataset import DatasetError
 
 #: a CIFAR pickle's dict has 4-5 keys; anything far beyond is not one
 MAX_KEYS = 64

@@ -37,10 +37,10 @@ their own child of ``SeedSequence(seed)``, so the test set does not depend on
 
 from __future__ import annotations
 
-from minicoconv.data.dataset import Dataset
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from minicoconv.data.dataset import Dataset
 
 SIZE = 32  # image side
 SHIFT = 4  # maximum translation, pixels

@@ -20,13 +20,8 @@ DynamicConv2d takes one of two paths, chosen per call:
                  dW += , dcoef_B = aggregate_kernels_backward(dK_B, W, coef_B, dbank=dW)
   backward re-aggregates each chunk instead of keeping it.
 
-Measured on the 2-core development machine (batch 32, 4 experts, 3x3, float32, one BLAS
-thread, Numba's two; time of a layer's forward + backward relative to a static conv):
-  4x4 maps, 512 channels:  old 256 MB chunks 8-20x, 8 MB chunks 16x, small-map pass 1.7-2.2x
-  8x8 maps, 256 channels:  old chunks 2.7-3.0x, 8 MB chunks 1.9-2.9x, small-map pass 2.0-2.6x
-  16x16, 128 channels:     chunks 1.3-1.8x, small-map pass 2.6-2.8x
-(ranges: repeated runs on the shared machine). At 8x8 the two were within noise of each
-other, so the small-map pass is used up to 16 pixels.
+Where the small-map pass pays was measured layer by layer (docs/performance.md): at 8x8 the
+two paths were within noise of each other, so it is used up to 16 pixels.
 """
 
 from __future__ import annotations
@@ -142,8 +137,8 @@ def _aggregate(be, bank, coef, spatial, start, step):
 
     The factor s_b[p] is spread over a whole kernel row (R entries, position p repeating every
     kh*kw) so that every product and sum runs along rows of R entries: with (.., kh*kw) as
-    the last axis NumPy looped over 9 entries at a time, and ODConv's 8x8 stage spent 140 ms
-    of a 300 ms training step there.
+    the last axis NumPy looped over 9 entries at a time (ODConv's 8x8 stage spent half its
+    training step there; docs/performance.md).
     """
     mixed = be.aggregate_kernels(bank, coef[start:start + step])
     if spatial is None:

@@ -4,6 +4,11 @@ Oracles: a direct-loop NumPy convolution written here, central finite difference
 float64 against a random cotangent, and torch.nn.functional.conv2d when installed.
 """
 
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from minicoconv.backend.cpu import conv_kernels as ck
 from minicoconv.backend.cpu.conv_kernels import (
     col2im,
@@ -12,11 +17,6 @@ from minicoconv.backend.cpu.conv_kernels import (
     conv2d_output_shape,
     im2col,
 )
-
-import numpy as np
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 # --------------------------------------------------------------------------------------
 # Oracles

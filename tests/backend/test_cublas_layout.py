@@ -9,11 +9,11 @@ convolutions use is checked on any machine.
 
 from __future__ import annotations
 
-from minicoconv.backend.cuda import cublas
-from minicoconv.backend.cuda.linalg import Operand
-
 import numpy as np
 import pytest
+
+from minicoconv.backend.cuda import cublas
+from minicoconv.backend.cuda.linalg import Operand
 
 
 class _Buffer:

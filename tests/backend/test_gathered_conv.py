@@ -5,15 +5,15 @@ Oracle: direct loops in float64, one sample and group at a time, each term a str
 of the zero-padded input channel.
 """
 
-from minicoconv.backend import get_backend
-from minicoconv.backend.base import Backend
-from minicoconv.backend.cpu import gathered_conv as gc
-from minicoconv.backend.cpu.gathered_conv import gathered_conv2d_forward
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from minicoconv.backend import get_backend
+from minicoconv.backend.base import Backend
+from minicoconv.backend.cpu import gathered_conv as gc
+from minicoconv.backend.cpu.gathered_conv import gathered_conv2d_forward
 
 CPU = get_backend("cpu")
 

@@ -1,13 +1,13 @@
 """CPU batch-norm kernels against loop references, finite differences and PyTorch, and their
 refusal of bad input."""
 
-from minicoconv.backend.cpu import norm_kernels as nk
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kernel_checks import C3, EXAMPLES, F32, X, maybe_strided, numeric_grad, torch_grad
+
+from minicoconv.backend.cpu import norm_kernels as nk
 
 
 def ref_batch_norm_train(x, weight, bias, eps):

@@ -3,14 +3,14 @@ differences and PyTorch, and their refusal of bad input."""
 
 import math
 
-from minicoconv.backend.cpu import adaptive_pool_kernels as apk
-from minicoconv.backend.cpu import pool_kernels as pk
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kernel_checks import EXAMPLES, F32, X, maybe_strided, numeric_grad, torch_grad
+
+from minicoconv.backend.cpu import adaptive_pool_kernels as apk
+from minicoconv.backend.cpu import pool_kernels as pk
 
 
 def out_size(length, kernel, stride, pad):

@@ -16,6 +16,10 @@ against the PyTorch eval output.
 
 from __future__ import annotations
 
+import numba
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.autograd import no_grad
@@ -28,10 +32,6 @@ from minicoconv.nn.dynamic import (
     set_dgc_progress,
 )
 from minicoconv.train.step import dgc_penalty
-
-import numba
-import numpy as np
-import pytest
 
 #: float64: |ours - torch| <= RTOL64 * max|torch|; float32 (ours) against the float64 PyTorch truth
 RTOL64, RTOL32 = 1e-9, 2e-5

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 import minicoconv as mc
 from minicoconv import models, nn
 from minicoconv.nn import functional as F
@@ -16,11 +21,6 @@ from minicoconv.nn.dynamic import (
 )
 from minicoconv.summary import count
 from minicoconv.testing import gradcheck
-
-import numpy as np
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _params_check(layer, x):

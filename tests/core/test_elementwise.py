@@ -11,15 +11,15 @@ from __future__ import annotations
 import operator
 import warnings
 
-import minicoconv as mc
-from minicoconv.testing import gradcheck
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies import arrays, broadcast_pairs, floats, layouts, leaf, scalars, shapes
+
+import minicoconv as mc
+from minicoconv.testing import gradcheck
 
 
 def _grid(offset: float):

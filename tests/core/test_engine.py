@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import threading
 
-import minicoconv as mc
-from minicoconv.autograd import Function, topological_order, unbroadcast
-from minicoconv.backend import get_backend
-from minicoconv.nn.functional import cross_entropy
-from minicoconv.testing import gradcheck
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import arrays, broadcast_pairs, leaf
+
+import minicoconv as mc
+from minicoconv.autograd import Function, topological_order, unbroadcast
+from minicoconv.backend import get_backend
+from minicoconv.nn.functional import cross_entropy
+from minicoconv.testing import gradcheck
 
 
 def f64(values, requires_grad=True) -> mc.Tensor:

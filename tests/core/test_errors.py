@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv.autograd import Function
 from minicoconv.nn.functional import cross_entropy
 from minicoconv.testing import GradcheckError, gradcheck
-
-import numpy as np
-import pytest
 
 
 def _escaped(*parts) -> str:

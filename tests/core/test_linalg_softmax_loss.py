@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import warnings
 
-import minicoconv as mc
-from minicoconv.nn.functional import cross_entropy
-from minicoconv.testing import gradcheck
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies import arrays, layouts, leaf, matmul_shapes, shapes
+
+import minicoconv as mc
+from minicoconv.nn.functional import cross_entropy
+from minicoconv.testing import gradcheck
 
 
 # ---- matmul ---------------------------------------------------------------------------

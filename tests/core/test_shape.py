@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv.testing import gradcheck
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies import arrays, expand_targets, layouts, leaf, shapes
+
+import minicoconv as mc
+from minicoconv.testing import gradcheck
 
 
 # ---- reshape --------------------------------------------------------------------------

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-import minicoconv as mc
-from minicoconv.nn.functional import cross_entropy
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import arrays, shapes
+
+import minicoconv as mc
+from minicoconv.nn.functional import cross_entropy
 
 
 # ---- tensor() and dtype defaults ------------------------------------------------------

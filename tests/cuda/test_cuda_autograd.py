@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv.nn import functional as F
 from minicoconv.testing import gradcheck
-
-import numpy as np
-import pytest
 
 pytestmark = pytest.mark.cuda
 rng = np.random.default_rng(4)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv import nn
-
 import numpy as np
 import pytest
 from cuda_helpers import assert_matches
+
+import minicoconv as mc
+from minicoconv import nn
 
 pytestmark = pytest.mark.cuda
 
@@ -94,9 +94,9 @@ def test_mixing_devices_names_both():
 
 
 def test_missing_gpu_is_one_clear_error(monkeypatch):
-    from minicoconv.backend.cuda import load_cuda_backend
-
     from numba import cuda
+
+    from minicoconv.backend.cuda import load_cuda_backend
 
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="not available") as err:

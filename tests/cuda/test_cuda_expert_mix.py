@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+from cuda_helpers import assert_matches
+
 import minicoconv as mc
 from minicoconv.backend import Backend
 from minicoconv.nn import functional as F
 from minicoconv.testing import gradcheck
-
-import numpy as np
-import pytest
-from cuda_helpers import assert_matches
 
 pytestmark = pytest.mark.cuda
 rng = np.random.default_rng(7)

@@ -5,13 +5,13 @@ Also the host-side layout arithmetic: coalescing axes and the views of basic ind
 
 from __future__ import annotations
 
-from minicoconv.backend.cuda import indexing, layout
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from minicoconv.backend.cuda import indexing, layout
 
 pytestmark = pytest.mark.cuda
 

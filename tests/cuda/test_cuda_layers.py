@@ -7,6 +7,9 @@ runs the same inputs, and compares outputs, input gradients and parameter gradie
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.models.factory import conv_factory
@@ -14,9 +17,6 @@ from minicoconv.models.mobilenetv2 import InvertedResidual
 from minicoconv.models.resnet import BasicBlock
 from minicoconv.nn import functional as F
 from minicoconv.optim import SGD
-
-import numpy as np
-import pytest
 
 pytestmark = pytest.mark.cuda
 

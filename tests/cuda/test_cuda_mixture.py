@@ -3,12 +3,12 @@ forms (backend/base.py) against the CPU backend's kernels, and the dynamic conv 
 
 from __future__ import annotations
 
-import minicoconv as mc
-import minicoconv.ops.dynamic_conv as dynamic_conv_op
-
 import numpy as np
 import pytest
 from cuda_helpers import assert_matches
+
+import minicoconv as mc
+import minicoconv.ops.dynamic_conv as dynamic_conv_op
 
 pytestmark = pytest.mark.cuda
 rng = np.random.default_rng(11)

@@ -8,8 +8,6 @@ import pickle
 import tarfile
 from pathlib import Path
 
-from minicoconv.data import Dataset, DatasetError, find_cifar100, load_cifar100
-
 import numpy as np
 import pytest
 from fake_cifar import (
@@ -23,6 +21,8 @@ from fake_cifar import (
     write_fake_archive,
     write_fake_folder,
 )
+
+from minicoconv.data import Dataset, DatasetError, find_cifar100, load_cifar100
 
 
 def check_matches_fake(train: Dataset, test: Dataset, n_train: int = 60, n_test: int = 20) -> None:

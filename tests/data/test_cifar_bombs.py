@@ -9,11 +9,11 @@ import tarfile
 import time
 from pathlib import Path
 
-from minicoconv.data import DatasetError, cifar, load_cifar100
-from minicoconv.data.pickle_scan import SharedContainerError, check_no_shared_containers
-
 import pytest
 from fake_cifar import ARCHIVE, FOLDER, dumps, fake_contents, make_meta, make_split, tar_gz_bytes, write_fake_folder
+
+from minicoconv.data import DatasetError, cifar, load_cifar100
+from minicoconv.data.pickle_scan import SharedContainerError, check_no_shared_containers
 
 #: each refusal must come well before anything walks the shared structure (10**12 elements)
 SECONDS = 5.0

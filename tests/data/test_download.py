@@ -10,11 +10,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from minicoconv.data import DownloadError, download_cifar100, load_cifar100
-from minicoconv.data import download as download_module
-
 import pytest
 from fake_cifar import fake_archive_bytes
+
+from minicoconv.data import DownloadError, download_cifar100, load_cifar100
+from minicoconv.data import download as download_module
 
 ARCHIVE = fake_archive_bytes(n_train=40, n_test=10)
 MD5 = hashlib.md5(ARCHIVE).hexdigest()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from minicoconv.data import Dataset, synthetic_cifar100
-
 import numpy as np
 import pytest
+
+from minicoconv.data import Dataset, synthetic_cifar100
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import gc
 import threading
 
-from minicoconv.data import CIFAR100_MEAN, CIFAR100_STD, BatchLoader, Dataset, normalize, random_crop_flip
-from minicoconv.data import loader as loader_module
-
 import numpy as np
 import pytest
+
+from minicoconv.data import CIFAR100_MEAN, CIFAR100_STD, BatchLoader, Dataset, normalize, random_crop_flip
+from minicoconv.data import loader as loader_module
 
 
 def random_images(n: int, seed: int = 0) -> np.ndarray:

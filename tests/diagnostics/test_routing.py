@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import models
 from minicoconv.cli.main import main
 from minicoconv.diagnostics import routed_layers, routing_summary
 from minicoconv.diagnostics.routing import LayerRouting
 from minicoconv.train import read_metrics
-
-import numpy as np
-import pytest
 
 
 def test_statistics_of_known_gates():

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import contextlib
 
+import numba
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.autograd import no_grad
 from minicoconv.backend.cpu import CPUBackend, per_sample_conv
 from minicoconv.testing import gradcheck
-
-import numba
-import numpy as np
-import pytest
 
 
 @pytest.fixture

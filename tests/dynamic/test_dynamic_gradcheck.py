@@ -10,12 +10,6 @@ and depthwise-with-multiplier kernels and the chunked paths.
 
 from __future__ import annotations
 
-import minicoconv as mc
-import minicoconv.ops.dynamic_conv as dynamic_conv_op
-from minicoconv.backend.cpu import per_sample_conv
-from minicoconv.nn import functional as F
-from minicoconv.testing import GradcheckError, gradcheck
-
 import numpy as np
 import pytest
 from dyn_helpers import (
@@ -26,6 +20,12 @@ from dyn_helpers import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import minicoconv as mc
+import minicoconv.ops.dynamic_conv as dynamic_conv_op
+from minicoconv.backend.cpu import per_sample_conv
+from minicoconv.nn import functional as F
+from minicoconv.testing import GradcheckError, gradcheck
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

@@ -13,11 +13,6 @@ The models' parameter counts, initialisation and MAC totals are in test_model_co
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv import nn
-from minicoconv.autograd import no_grad
-from minicoconv.nn import functional as F
-
 import numpy as np
 import pytest
 from dyn_helpers import (
@@ -28,6 +23,11 @@ from dyn_helpers import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import minicoconv as mc
+from minicoconv import nn
+from minicoconv.autograd import no_grad
+from minicoconv.nn import functional as F
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 
-import minicoconv as mc
-
 import numpy as np
 import pytest
 from dyn_helpers import (
@@ -22,6 +20,8 @@ from dyn_helpers import (
     make_layer,
     one_numba_thread,  # noqa: F401  (a fixture, requested by name)
 )
+
+import minicoconv as mc
 
 torch = pytest.importorskip("torch")
 tF = torch.nn.functional

@@ -8,19 +8,19 @@ shapes and dtypes rejected with a clear error before any kernel runs.
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv.autograd import no_grad
-from minicoconv.backend import Backend
-from minicoconv.backend.cpu import CPUBackend, expert_kernels
-from minicoconv.nn import functional as F
-from minicoconv.testing import gradcheck
-
 import numpy as np
 import pytest
 from dyn_helpers import make_layer, one_numba_thread  # noqa: F401  (a fixture, requested by name)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import arrays, layouts, leaf
+
+import minicoconv as mc
+from minicoconv.autograd import no_grad
+from minicoconv.backend import Backend
+from minicoconv.backend.cpu import CPUBackend, expert_kernels
+from minicoconv.nn import functional as F
+from minicoconv.testing import gradcheck
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 cpu = CPUBackend()

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import itertools
 
-import minicoconv as mc
-import minicoconv.nn.dynamic.fused as fused_module
-from minicoconv import models, nn
-from minicoconv.autograd import no_grad
-
 import numpy as np
 import pytest
 from dyn_helpers import (
@@ -23,6 +18,11 @@ from dyn_helpers import (
     make_layer,
     one_numba_thread,  # noqa: F401  (a fixture, requested by name)
 )
+
+import minicoconv as mc
+import minicoconv.nn.dynamic.fused as fused_module
+from minicoconv import models, nn
+from minicoconv.autograd import no_grad
 
 #: small layers: one Numba thread (see dyn_helpers.py); the whole-model tests keep the default
 small_shapes = pytest.mark.usefixtures("one_numba_thread")

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import math
 
-import minicoconv as mc
-from minicoconv import models, nn, summary
-from minicoconv.nn import init
-
 import numpy as np
 import pytest
 from dyn_helpers import (
     one_numba_thread,  # noqa: F401  (a fixture, requested by name)
 )
+
+import minicoconv as mc
+from minicoconv import models, nn, summary
+from minicoconv.nn import init
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

@@ -13,6 +13,11 @@ checked against the CPU kernels.
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+from dyn_helpers import exercise_bn, make_layer, one_numba_thread  # noqa: F401  (a fixture, requested by name)
+from test_dynamic_gradcheck import conv_reference
+
 import minicoconv as mc
 import minicoconv.ops.dynamic_conv as dynamic_conv_op
 from minicoconv import nn
@@ -20,11 +25,6 @@ from minicoconv.autograd import no_grad
 from minicoconv.backend.base import Backend
 from minicoconv.backend.cpu import CPUBackend, mixture_aggregate, mixture_conv
 from minicoconv.testing import gradcheck
-
-import numpy as np
-import pytest
-from dyn_helpers import exercise_bn, make_layer, one_numba_thread  # noqa: F401  (a fixture, requested by name)
-from test_dynamic_gradcheck import conv_reference
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

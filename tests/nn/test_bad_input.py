@@ -3,16 +3,16 @@ is replaced by a tripwire), and non-contiguous inputs computed correctly."""
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv import nn
-from minicoconv.backend.cpu import adaptive_pool_kernels, conv_kernels, norm_kernels, pool_kernels
-from minicoconv.nn import functional as F
-
 import numba
 import numpy as np
 import pytest
 from nn_helpers import one_numba_thread, randn  # noqa: F401  (a fixture, requested by name)
 from strategies import LAYOUTS, with_layout
+
+import minicoconv as mc
+from minicoconv import nn
+from minicoconv.backend.cpu import adaptive_pool_kernels, conv_kernels, norm_kernels, pool_kernels
+from minicoconv.nn import functional as F
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

@@ -14,16 +14,16 @@ elements, where waking the thread pool costs more than the work.
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv.nn import functional as F
-from minicoconv.testing import gradcheck
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nn_helpers import one_numba_thread  # noqa: F401  (a fixture, requested by name)
 from strategies import arrays, distinct_arrays, layouts, leaf
+
+import minicoconv as mc
+from minicoconv.nn import functional as F
+from minicoconv.testing import gradcheck
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

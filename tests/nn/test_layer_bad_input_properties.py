@@ -4,15 +4,15 @@ a ValueError/TypeError that names it; never an IndexError, a NumPy internal erro
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv import nn
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nn_helpers import one_numba_thread  # noqa: F401  (a fixture, requested by name)
 from strategies import LAYOUTS, with_layout
+
+import minicoconv as mc
+from minicoconv import nn
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
+from nn_helpers import one_numba_thread, randn  # noqa: F401  (a fixture, requested by name)
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.nn import init
 from minicoconv.nn.module import Parameter
-
-import numpy as np
-import pytest
-from nn_helpers import one_numba_thread, randn  # noqa: F401  (a fixture, requested by name)
 
 pytestmark = pytest.mark.usefixtures("one_numba_thread")
 

@@ -7,12 +7,12 @@ written out in NumPy, so the reference shares no code with the engine.
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.optim import SGD, StepLR
-
-import numpy as np
-import pytest
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.standard_normal((8, 3)), RNG.standard_normal((8, 2))

@@ -9,14 +9,14 @@ Skipped when PyTorch is not installed.
 
 from __future__ import annotations
 
+import numba
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.nn import functional as F
 from minicoconv.optim import SGD, StepLR
-
-import numba
-import numpy as np
-import pytest
 
 torch = pytest.importorskip("torch")
 tF = torch.nn.functional

@@ -6,13 +6,13 @@ import json
 import os
 import zipfile
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import nn, optim
 from minicoconv.train import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from minicoconv.train.checkpoint import copy_checkpoint
-
-import numpy as np
-import pytest
 
 from .helpers import TinyNet
 

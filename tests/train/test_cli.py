@@ -12,12 +12,12 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
+import pytest
+
 from minicoconv.cli.main import main
 from minicoconv.train import load_checkpoint, read_metrics
 from minicoconv.train import trainer as trainer_module
-
-import numpy as np
-import pytest
 
 #: a real model at its cheapest: MobileNetV2, batch 8, two steps per epoch, tiny synthetic data
 QUICK = ["--model", "mobilenetv2", "--synthetic", "--synthetic-train", "48", "--synthetic-test", "16",

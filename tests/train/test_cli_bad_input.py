@@ -17,11 +17,11 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-from minicoconv.cli.main import main
-from minicoconv.train import atomic, memory, run_dir
-
 import numpy as np
 import pytest
+
+from minicoconv.cli.main import main
+from minicoconv.train import atomic, memory, run_dir
 
 #: the cheapest real run: MobileNetV2, 8 synthetic images, one step
 QUICK = ["--model", "mobilenetv2", "--synthetic", "--synthetic-train", "8", "--synthetic-test", "4",

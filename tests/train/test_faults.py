@@ -12,12 +12,12 @@ import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from minicoconv.cli.main import main
 from minicoconv.train import TrainingDiverged, load_checkpoint, read_metrics
 from minicoconv.train import trainer as trainer_module
-
-import numpy as np
-import pytest
 
 from .helpers import tiny_trainer
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 import minicoconv as mc
 from minicoconv import nn, optim
 from minicoconv.data import BatchLoader
 from minicoconv.train import ConfigError, TrainConfig, Trainer
-
-import pytest
 
 from .helpers import tiny_data
 

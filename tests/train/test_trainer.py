@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import models, nn, optim
 from minicoconv.data import BatchLoader
 from minicoconv.train import Trainer, TrainingDiverged, load_checkpoint, read_metrics, topk_correct, train_step
 from minicoconv.train import trainer as trainer_module
-
-import numpy as np
-import pytest
 
 from .helpers import TinyNet, tiny_data, tiny_trainer
 

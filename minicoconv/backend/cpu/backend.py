@@ -1,6 +1,7 @@
 """The CPU backend: NumPy arrays, NumPy/BLAS math, Numba kernels where they pay.
 
-Most entries are NumPy functions themselves; the few that NumPy lacks
+Most entries are NumPy functions themselves (matmul is blas.matmul: the GEMMs run in
+Numba's pool, see blas.py); the few that NumPy lacks
 (a numerically stable sigmoid, softmax, scatter-add into zeros) are written
 here in a couple of lines each.
 """
@@ -13,6 +14,7 @@ from ..base import Backend
 from . import (
     activation_kernels,
     adaptive_pool_kernels,
+    blas,
     conv_kernels,
     expert_kernels,
     gathered_conv,
@@ -89,6 +91,12 @@ class CPUBackend(Backend):
 
     name = "cpu"
 
+    def __init__(self):
+        # made when the first CPU tensor is (backend.get_backend), so never at import
+        from ...threads import use_threading_layer
+
+        use_threading_layer()
+
     @staticmethod
     def synchronize() -> None:
         """Wait for queued work (nothing to wait for: NumPy and Numba calls return when done)."""
@@ -130,7 +138,7 @@ class CPUBackend(Backend):
     argmax = staticmethod(np.argmax)
 
     # linear algebra
-    matmul = staticmethod(np.matmul)
+    matmul = staticmethod(blas.matmul)
 
     # shape
     reshape = staticmethod(np.reshape)

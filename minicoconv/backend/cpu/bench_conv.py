@@ -76,9 +76,6 @@ CASES = [  # (c_in, c_out, size, stride, groups)
 def main():
     import os
 
-    # before Numba's OpenMP runtime and PyTorch start: idle OpenMP threads sleep instead of
-    # spinning on cores the other thread pool needs (see conv_kernels' module docstring)
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     threads = os.cpu_count()
     print(f"{'conv':<28}{'ours ms':>9}{'torch ms':>10}{'ratio':>7}{'GFLOP/s':>9}")
     for c_in, c_out, size, stride, groups in CASES:

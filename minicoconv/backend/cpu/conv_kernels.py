@@ -10,7 +10,7 @@ kernels an autograd op calls.
 Two paths, chosen by the weight's shape:
 - general (im2col.py): the batch is cut into equal blocks of nb samples whose columns
   take at most about `BLOCK_BYTES`; per block one Numba im2col, then one GEMM per group
-  W (Cout/g, K/g) @ cols (K/g, nb*L) (np.matmul, OpenBLAS), then one Numba pass that
+  W (Cout/g, K/g) @ cols (K/g, nb*L) (blas.gemm), then one Numba pass that
   transposes (Cout, nb*L) into y's (nb, Cout, L) and adds the bias.
   Backward per block: one pass gy -> gy^T (Cout, nb*L) that also sums gy for db;
   im2col again (unless saved); dW += gy^T @ cols^T (one GEMM per group);
@@ -19,12 +19,9 @@ Two paths, chosen by the weight's shape:
   (Cin == 1 goes to im2col: its backward would otherwise run on one thread.)
 
 `saved`: the columns (K, N*L) when the whole batch fits one block, else None, and then
-the backward recomputes them block by block. Measured on the 2-core development machine
-(ResNet18-CIFAR 3x3 convs, batch 32, one thread): for stage 1 (75 MB of columns)
-keeping them cost 127-150 ms per forward + backward against 98-111 ms recomputing,
-because a whole-batch column matrix streams through DRAM and a fresh 75 MB buffer
-page-faults, while the block-wise recompute stays in cache; for stage 4 (9 MB) keeping
-saved ~10 ms (one im2col) of ~80. So columns are kept only while they fit one block,
+the backward recomputes them block by block: a whole-batch column matrix streams
+through DRAM and a fresh buffer page-faults, while the block-wise recompute stays in
+cache (measured: docs/performance.md). So columns are kept only while they fit one block,
 which bounds the memory held between forward and backward to BLOCK_BYTES per conv
 (recomputing at batch 128 avoids holding ~300 MB per stage-1 conv).
 
@@ -32,15 +29,10 @@ Inputs that are not C-contiguous are copied (np.ascontiguousarray) by the driver
 Every argument is validated before a kernel runs (Numba does no bounds checks); errors
 are ValueError naming the op.
 
-Threads: the Numba kernels use Numba's pool, the GEMMs OpenBLAS's; they never run at
-the same time, so each may use every core. But both pools spin after their work:
-libgomp (Numba's default OpenMP layer) for ~300k pause loops, OpenBLAS's workers for
-up to 2^28 cycles (OPENBLAS_THREAD_TIMEOUT). A spinning worker of one pool then takes a
-core from the other pool's next region; on the loaded 2-core machine this inflated the
-CPU time of a stage-1 forward + backward from ~100 ms (one thread) to ~1000 ms (two).
-The process should start with OMP_WAIT_POLICY=passive (minicoconv.bench.machine does)
-and, on a busy machine, OPENBLAS_THREAD_TIMEOUT=4 or NUMBA_THREADING_LAYER=workqueue;
-that is process configuration, not set here.
+Threads: one pool. The Numba kernels run on Numba's pool, and so do the GEMMs: blas.gemm
+splits each into blocks of rows or columns, one single-threaded BLAS call per Numba task,
+so OpenBLAS's own pool (whose idle workers spin on the cores the next kernel needs) never
+runs. See blas.py.
 """
 
 from typing import NamedTuple
@@ -48,19 +40,17 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads
 
+from .blas import gemm
 from .depthwise import depthwise_backward_kernel, depthwise_forward_kernel
 from .im2col import col2im_blocks, fold_grad_kernel, im2col_blocks, unfold_output_kernel
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
 # Target size of one block of columns (bytes): big enough for efficient GEMMs, small
-# enough to stay in cache between im2col, GEMM and col2im. Measured (ResNet18-CIFAR 3x3,
-# batch 32, 2 threads): 8, 16 and 32 MB within ~5% of each other (32 best), 2 MB up to
-# 35% slower, whole-batch columns (75 MB for stage 1) ~50% slower.
+# enough to stay in cache between im2col, GEMM and col2im (sizes compared: docs/performance.md)
 BLOCK_BYTES = 16 << 20
-# dW = gy^T @ cols^T is computed as (cols @ gy^T)^T when Cout/groups is at most this:
-# OpenBLAS ran that orientation ~30% faster for 64 output channels, ~7% for 128, and
-# slower from 256 on (2 threads, ResNet18-CIFAR shapes).
+# dW = gy^T @ cols^T is computed as (cols @ gy^T)^T when Cout/groups is at most this: the
+# faster GEMM orientation for few output channels (docs/performance.md)
 DW_TRANSPOSED_MAX_COUT = 128
 
 
@@ -266,7 +256,7 @@ def _forward_im2col(x, w, bias, geom, y):
         cols = cols_buf[:k * m].reshape(k, m)
         out = out_buf[:c_out * m].reshape(c_out, m)
         im2col_blocks(x, conv_args, n0, cols)
-        np.matmul(w_g, cols.reshape(g, k // g, m), out=out.reshape(g, c_out // g, m))
+        gemm(w_g, cols.reshape(g, k // g, m), out.reshape(g, c_out // g, m))
         unfold_output_kernel(out, bias, n0, y3)
     return cols_buf[:k * n_batch * n_pix].reshape(k, n_batch * n_pix) if nb >= n_batch else None
 
@@ -299,8 +289,6 @@ def _backward_im2col(gy, x, w, saved, geom, dx, dw):
         transposed = c_out // g <= DW_TRANSPOSED_MAX_COUT
         if transposed:
             dw_part = np.empty((g, k // g, c_out // g), dtype=x.dtype)
-        elif n_batch > nb:
-            dw_part = np.empty_like(dw_g)
     for n0 in range(0, n_batch, nb):
         m = min(nb, n_batch - n0) * n_pix
         scratch = cols_buf[:k * m].reshape(k, m)
@@ -313,19 +301,14 @@ def _backward_im2col(gy, x, w, saved, geom, dx, dw):
                 im2col_blocks(x, conv_args, n0, cols)
             cols_g = cols.reshape(g, k // g, m)
             if transposed:
-                np.matmul(cols_g, gy_t.transpose(0, 2, 1), out=dw_part)
-                if n0 == 0:
-                    dw_g[...] = dw_part.transpose(0, 2, 1)
-                else:
-                    dw_g += dw_part.transpose(0, 2, 1)
-            elif n0 == 0:
-                np.matmul(gy_t, cols_g.transpose(0, 2, 1), out=dw_g)
+                gemm(cols_g, gy_t.transpose(0, 2, 1), dw_part, accumulate=n0 > 0)
             else:
-                np.matmul(gy_t, cols_g.transpose(0, 2, 1), out=dw_part)
-                dw_g += dw_part
+                gemm(gy_t, cols_g.transpose(0, 2, 1), dw_g, accumulate=n0 > 0)
         if dx is not None:  # dcols overwrite the scratch columns, never `saved`
-            np.matmul(w_g.transpose(0, 2, 1), gy_t, out=scratch.reshape(g, k // g, m))
+            gemm(w_g.transpose(0, 2, 1), gy_t, scratch.reshape(g, k // g, m))
             col2im_blocks(scratch, conv_args, n0, dx)
+    if dw is not None and transposed and n_batch > 0:
+        dw_g[...] = dw_part.transpose(0, 2, 1)
     return row_sums
 
 

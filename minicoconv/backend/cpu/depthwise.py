@@ -15,8 +15,8 @@ Tap (i, j) then reads phase ((i*dh) % sh, (j*dw) % sw) at the flat offset
 (i*dh // sh)*Wq + (j*dw // sw), the same for every output pixel, if the output is kept
 "wide" (OH rows of Wq, the last Wq - OW columns ignored). So every tap is one long
 unit-stride loop over OH*Wq elements, which LLVM vectorises, whatever the stride and
-dilation. (Direct loops over output rows were 4-5x slower here: a 16-wide row is too
-short for the vectorised loop body and fell back to scalar code.) The backward uses
+dilation. (Direct loops over output rows were slower: a 16-wide row is too short for
+the vectorised loop body and falls back to scalar code; docs/performance.md.) The backward uses
 the same planes: dw is a dot product of the wide gy (zeros in the ignored columns) with
 a shifted phase plane, dx a shifted scatter-add into phase planes mapped back to x.
 

@@ -11,8 +11,8 @@ Why a kernel of its own. The composed form (`Backend.gathered_conv2d_forward`) g
 sample's kernels, (N, C', K, kh, kw), and runs the per-sample convolution. Those kernels
 are as big as the weight times the batch (151 MB for ResNet18's stage 4 at batch 32 and
 keep 0.5) and each of their values serves only OH*OW multiply-accumulates (16 at stage 4),
-so writing and reading them costs more than the arithmetic: measured, the composed form
-was 5x slower than the dense convolution there. Here nothing batch-sized is built. One
+so writing and reading them costs more than the arithmetic: the composed form was several
+times slower than the dense convolution there (docs/performance.md). Here nothing batch-sized is built. One
 parallel task per (sample, group, tile of output rows) works in cache:
 
   1. columns: bt (P, K*kk), bt[p, j*kk + i*kw + jj] = scale[g, b, j] * x[b, idx[g, b, j], tap],
@@ -26,20 +26,15 @@ Step 2 is the price of reading the weight at gathered channels: C'*K*kk copies p
 and tile, 1/(tile's pixels) of the multiply-accumulates; at 4x4 maps (16 pixels) it takes
 about as long as step 3 (a copy costs about a cycle per value, a short run being too short
 for LLVM's vectorised copy loop). The weight itself (9.4 MB at stage 4) is shared by every
-sample and never copied whole. Measured on the 2-core development machine against the
-composed form (both on one thread, ResNet18-CIFAR's 3x3 convs, batch 32, heads 4, keep 0.5
-and 0.25): 4-6.5x faster at 4x4 maps, 2-3x at 8x8, 1.3-2x at 16x16, 1.2-1.5x at 32x32
-(11-25 GMAC/s). So this kernel is used at every size: no switch to gathered kernels for
-large maps.
+sample and never copied whole. It was faster than the composed form at every size measured
+(docs/performance.md), so this kernel is used at every size: no switch to gathered kernels
+for large maps.
 
 Tiles. Step 1 stores column by column (its inner loop runs over the tile's pixels, long
 whatever the kernel size): one store per row of bt, each on its own cache line. So a tile
 has at most TILE_PIXELS pixels, and the rows of bt are padded to an odd number of cache
-lines, which spreads those stores over every set of the L1 cache. Measured at 32x32, keep
-0.25: rows of 10 lines put a column's 448 stores in half the sets (14 lines per 12-way
-set) and step 1 took 2x longer than with rows of 11; tiles of 860 pixels were 1.6x slower
-than tiles of 256-512. Tiles of 256 pixels and at most 1 MB of columns were best or within
-noise at every shape above.
+lines, which spreads those stores over every set of the L1 cache. Tiles of 256 pixels and at
+most 1 MB of columns were best or within noise at every shape measured (docs/performance.md).
 """
 
 import numpy as np

@@ -7,8 +7,8 @@ Columns layout. For a block of nb samples, the columns are one C-contiguous matr
 
 (zero where the index falls in the padding). Samples side by side along the columns
 make the forward one GEMM W (Cout, K) @ cols (K, nb*L) for the whole block, and dW one
-GEMM gy^T (Cout, nb*L) @ cols^T, instead of nb skinny per-sample GEMMs (measured: the
-per-sample form is up to 2x slower for the small-spatial ResNet stages). The price is
+GEMM gy^T (Cout, nb*L) @ cols^T, instead of nb skinny per-sample GEMMs (slower for the
+small-spatial ResNet stages: docs/performance.md). The price is
 one transpose of the GEMM output, (Cout, nb*L) -> y (nb, Cout, L), which the output
 pass does while adding the bias; it is cheap because the block is still in cache.
 

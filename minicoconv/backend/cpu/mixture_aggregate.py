@@ -9,8 +9,8 @@ coef is (B, n, C') (one weight per expert and output channel: CoConv's fused for
 path (ops/dynamic_conv.py) that then convolves with im2col + BLAS (per_sample_conv.py).
 One Numba pass, parallel over (channels, column block) tasks. Four samples and four
 experts per pass: each loaded weight feeds four outputs and each output is stored once
-per four experts (a pass per expert would be bound by stores). BLAS ran this product
-(B, n) @ (n, C'K) as fast at 16x16 and up to 1.8x slower elsewhere (its inner dimension is n).
+per four experts (a pass per expert would be bound by stores). As a BLAS product
+(B, n) @ (n, C'K) its inner dimension would be n, which BLAS runs slowly (docs/performance.md).
 Every mixture a sample gets depends on that sample only (the leftover samples of the
 four-sample passes are mixed one by one with the same expression), so splitting a batch
 never changes an aggregated kernel. Callers validate shapes first: the kernels do no

@@ -28,11 +28,8 @@ loop runs along K, contiguous:
 
 (M_b the mixture; a spatial factor scales the columns instead: M_b (s_b . cols_b) is the
 same product.) The multiply-adds are 1 + n/L times the static conv's (1.25x at 4x4 with
-4 experts), and Numba's loops run them slower than OpenBLAS. On one thread of the
-development machine (batch 32, 512 channels at 4x4) the whole pass ran at 27 GMAC/s against
-56 for the static conv's GEMM: its dot-product blocks at 39, its mixing at 20, and one
-4 x 4 block alone, on data in cache, peaks at 43 (41 with LLVM allowed 512-bit vectors,
-NUMBA_CPU_FEATURES without prefer-256-bit). It still beats the BLAS path on small maps by
+4 experts), and Numba's loops run them slower than OpenBLAS (rates measured per part:
+docs/performance.md). It still beats the BLAS path on small maps by
 never sending kernels through memory. The rule for choosing this path lives with the op
 (ops/dynamic_conv.py, SMALL_MAP_PIXELS).
 

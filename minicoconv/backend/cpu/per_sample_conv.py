@@ -4,7 +4,7 @@
 
 This is what dynamic convolutions reduce to once the experts are aggregated.
 General case: the shared im2col columns of a block of samples, then ONE batched
-GEMM over (sample, group): K_b (g, C'/g, K/g) @ cols_b (g, K/g, L), written
+GEMM over (sample, group) (one gemm per group): K_b (g, C'/g, K/g) @ cols_b (g, K/g, L), written
 straight into y's (N, C', H'*W') layout. Backward: dK_b = gy_b @ cols_b^T
 (batched GEMM), dcols_b = K_b^T @ gy_b, then col2im.
 Depthwise case (C/g == 1): the batch folds into the channels, so this is an
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blas import gemm
 from .conv_kernels import BLOCK_BYTES, conv2d_backward, conv2d_forward, conv2d_output_shape
 from .im2col import col2im_blocks, im2col_blocks
 
@@ -69,7 +70,8 @@ def per_sample_conv2d_forward(x, kernels, stride, padding, dilation, groups):
         cols = cols_buf[:k * b * n_pix].reshape(k, b * n_pix)
         im2col_blocks(x, geom, n0, cols)
         cols4 = cols.reshape(g, k // g, b, n_pix).transpose(2, 0, 1, 3)
-        np.matmul(k4[n0:n0 + b], cols4, out=y4[n0:n0 + b])
+        for gi in range(g):  # one batched gemm over the block's samples per group
+            gemm(k4[n0:n0 + b, gi], cols4[:, gi], y4[n0:n0 + b, gi])
     return y, None
 
 
@@ -103,8 +105,10 @@ def per_sample_conv2d_backward(gy, x, kernels, saved, stride, padding, dilation,
         cols4 = cols.reshape(g, k // g, b, n_pix).transpose(2, 0, 1, 3)
         if need_dk:
             im2col_blocks(x, geom, n0, cols)
-            np.matmul(gy4[n0:n0 + b], cols4.transpose(0, 1, 3, 2), out=dk4[n0:n0 + b])
+            for gi in range(g):
+                gemm(gy4[n0:n0 + b, gi], cols4[:, gi].transpose(0, 2, 1), dk4[n0:n0 + b, gi])
         if need_dx:
-            np.matmul(k4[n0:n0 + b].transpose(0, 1, 3, 2), gy4[n0:n0 + b], out=cols4)
+            for gi in range(g):
+                gemm(k4[n0:n0 + b, gi].transpose(0, 2, 1), gy4[n0:n0 + b, gi], cols4[:, gi])
             col2im_blocks(cols, geom, n0, dx)
     return dx, dk
