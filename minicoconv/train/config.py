@@ -121,7 +121,8 @@ class TrainConfig:
             need(_is_number(value) and value >= 0, f"--{_flag(name)} must be a number >= 0, got {value!r}")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr!r}")
         need(self.lr_gamma > 0, f"--lr-gamma must be > 0, got {self.lr_gamma!r}")
-        need(self.device in ("cpu", "cuda"), f"unknown device {self.device!r}: choose cpu or cuda")
+        need(self.device in ("cpu", "cuda", "reference"),
+             f"unknown device {self.device!r}: choose cpu, cuda or reference")
         need(self.activation in (None, "sigmoid", "softmax"),
              f"--activation must be sigmoid or softmax, got {self.activation!r}")
         need(self.attention in (None, "output", "input"),
