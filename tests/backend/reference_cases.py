@@ -227,10 +227,10 @@ def _relu_run(be, a):
 
 def _sgd_run(momentum, weight_decay, nesterov):
     def run(be, a):
-        p, buf = dev(be, a["x"]), None
+        p, buf = dev(be, a["x"].copy()), None  # (a copy: on NumPy backends asarray does not copy)
         outs = []
         for step in range(3):  # the first step with momentum creates buf, later ones update it
-            g = dev(be, a["x"] * (step + 1) - 1)
+            g = dev(be, a["m"].T[:1] * (step + 1) - a["x"])
             buf = be.sgd_update(p, g, buf, 0.1, momentum, weight_decay, nesterov)
             outs += [host(be, p).copy(), None if buf is None else host(be, buf).copy()]
         return tuple(outs)

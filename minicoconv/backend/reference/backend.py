@@ -50,6 +50,10 @@ def _asarray(data, dtype=None) -> np.ndarray:
     return np.asarray(data, dtype=dtype)
 
 
+def _to_numpy(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a)
+
+
 def _pad(a: np.ndarray, pad_width, value) -> np.ndarray:
     return np.pad(a, pad_width, constant_values=value)
 
@@ -71,7 +75,7 @@ class ReferenceBackend(Backend):
 
     # creation and transfer
     asarray = staticmethod(_asarray)
-    to_numpy = staticmethod(np.asarray)
+    to_numpy = staticmethod(_to_numpy)
     zeros = staticmethod(np.zeros)
     full = staticmethod(np.full)
     copy = staticmethod(np.array)
