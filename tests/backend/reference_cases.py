@@ -154,6 +154,14 @@ def _pool_make(rng, dtype):
     return {"x": _normal(rng, dtype, 2, 3, 7, 6)}
 
 
+def _pool_make_nan_ties(rng, dtype):
+    """Ties (a window's maximum twice: the first wins) and NaNs (two in one window: the last wins)."""
+    x = np.round(_normal(rng, dtype, 2, 3, 7, 6))
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = np.nan
+    x[1, 2, 3, :] = 9
+    return {"x": x}
+
+
 def _max_pool_run(window):
     def run(be, a):
         x = dev(be, a["x"])
@@ -272,6 +280,7 @@ def _cases() -> list[Case]:
     for k, window in POOL_WINDOWS.items():
         cases += [Case(f"max_pool2d[{k}]", _pool_make, _max_pool_run(window)),
                   Case(f"avg_pool2d[{k}]", _pool_make, _avg_pool_run(window))]
+    cases.append(Case("max_pool2d[ties-and-nans]", _pool_make_nan_ties, _max_pool_run((3, 2, 1))))
     for out in ((3, 4), (1, 1), (9, 5), (7, 6)):
         cases.append(Case(f"adaptive_avg_pool2d[{out[0]}x{out[1]}]", _pool_make, _adaptive_run(out)))
     cases += [Case("batch_norm", _bn_make, _bn_run), Case("expert_mixing", _expert_make, _expert_run),

@@ -2,7 +2,8 @@
 
 Window of output pixel (i, j): rows [i*sh - ph, i*sh - ph + kh), columns [j*sw - pw, j*sw - pw + kw),
 OH = (H + 2*ph - kh) // sh + 1 (OW likewise), padding <= kernel / 2. Max pooling pads with -inf and
-the first maximum of a window wins; average pooling pads with zeros and divides by kh*kw.
+the first maximum of a window wins (a NaN beats numbers: the last NaN); average pooling pads with
+zeros and divides by kh*kw.
 Adaptive pooling of an axis of length L into o bins: bin j spans [floor(j*L/o), ceil((j+1)*L/o)).
 """
 
@@ -48,6 +49,8 @@ def max_pool2d_forward(x: np.ndarray, kernel, stride, padding) -> tuple[np.ndarr
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
     win = _windows(xp, (kh, kw), (sh, sw))
     t = win.argmax(axis=-1)  # first maximum of each window, as position t = a*kw + b in it
+    nan = np.isnan(win)  # a NaN wins (it propagates), the last one of its window as on the cpu and cuda
+    t = np.where(nan.any(axis=-1), win.shape[-1] - 1 - nan[..., ::-1].argmax(axis=-1), t)
     y = np.take_along_axis(win, t[..., None], axis=-1)[..., 0]
     rows = np.arange(out_shape[2])[:, None] * sh - ph + t // kw
     cols = np.arange(out_shape[3])[None, :] * sw - pw + t % kw
