@@ -1,8 +1,8 @@
 """The reference backend: every primitive in plain NumPy, written to be read.
 
 Elementwise, reduction and shape primitives are NumPy itself (as on the CPU backend);
-the kernels are the textbook forms in conv.py, mixture.py, pool.py, norm.py, experts.py
-and optim.py, with the math in each docstring. No Numba: slow, but every line can be
+the kernels are the textbook forms in conv.py, mixture.py, pool.py, norm.py, experts.py,
+activation.py and optim.py, with the math in each docstring. No Numba: slow, but every line can be
 stepped through, and the parity suite compares the fast backends against it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import conv, experts, mixture, norm, optim, pool
+from . import activation, conv, experts, mixture, norm, optim, pool
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
@@ -123,8 +123,8 @@ class ReferenceBackend(Backend):
     # fused
     softmax = staticmethod(_softmax)
     log_softmax = staticmethod(_log_softmax)
-    relu_forward = staticmethod(experts.relu_forward)
-    relu_backward = staticmethod(experts.relu_backward)
+    relu_forward = staticmethod(activation.relu_forward)
+    relu_backward = staticmethod(activation.relu_backward)
 
     # training
     sgd_update = staticmethod(optim.sgd_update)

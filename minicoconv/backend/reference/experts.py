@@ -1,4 +1,4 @@
-"""CoConv's expert mixing, and ReLU: elementwise products and sums over views.
+"""CoConv's expert mixing: elementwise products and sums over 6-d views.
 
 Expert-stacked maps (N, G*n*D, H, W): channel (g*n + i)*D + d is expert i's channel g*D + d;
 routing weights r (N, G, n, D); plain maps (N, G*D, H, W). Viewed 6-d, stacked is
@@ -68,13 +68,3 @@ def expert_scale_backward(gxs: np.ndarray, x: np.ndarray, r: np.ndarray, need_dx
     dx = (g6 * r6).sum(axis=2).reshape(x.shape) if need_dx else None
     dr = (g6 * x6).sum(axis=(4, 5)) if need_dr else None
     return dx, dr
-
-
-def relu_forward(a: np.ndarray) -> np.ndarray:
-    """max(a, 0), same shape and dtype (NaN stays NaN)."""
-    return np.maximum(a, a.dtype.type(0))
-
-
-def relu_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """g * [y > 0] for the forward output y: 0 where y <= 0 (even where g is NaN), g elsewhere."""
-    return np.where(y > 0, g, g.dtype.type(0)).astype(g.dtype, copy=False)
