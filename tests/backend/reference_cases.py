@@ -73,10 +73,14 @@ CONV_SHAPES = {
 }
 
 
-def _conv_make(shape_name):
+def _conv_make(shape_name, strided_input=False):
     def make(rng, dtype):
         xs, ws, s, p, d, g, has_bias = CONV_SHAPES[shape_name]
-        return {"x": _normal(rng, dtype, *xs), "w": _normal(rng, dtype, *ws),
+        x = _normal(rng, dtype, *xs)
+        if strided_input:  # the same values in a non-contiguous layout (a transposed, sliced view)
+            x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (0, 0), (0, 1))).transpose(0, 1, 3, 2))
+            x = x.transpose(0, 1, 3, 2)[..., :-1]
+        return {"x": x, "w": _normal(rng, dtype, *ws),
                 "b": _normal(rng, dtype, ws[0]) if has_bias else None, "geom": (s, p, d, g), "rng": rng}
     return make
 
@@ -87,7 +91,8 @@ def _conv_run(need=(True, True, True)):
         y, saved = be.conv2d_forward(x, w, b, *a["geom"])
         gy_host = np.random.default_rng(1).standard_normal(host(be, y).shape).astype(a["x"].dtype)
         grads = be.conv2d_backward(dev(be, gy_host), x, w, saved, *a["geom"], *need)
-        return (host(be, y), *(host(be, g) for g in grads))
+        recomputed = be.conv2d_backward(dev(be, gy_host), x, w, None, *a["geom"], *need)  # saved=None: recompute
+        return (host(be, y), *(host(be, g) for g in grads), *(host(be, g) for g in recomputed))
     return run
 
 
@@ -264,6 +269,7 @@ def _cases() -> list[Case]:
     cases = [Case(f"conv2d[{k}]", _conv_make(k), _conv_run(), tiny=k != "strided-dilated-grouped")
              for k in CONV_SHAPES]
     cases += [Case("conv2d[need-dx-only]", _conv_make("plain"), _conv_run((True, False, False))),
+              Case("conv2d[non-contiguous-x]", _conv_make("strided-dilated-grouped", True), _conv_run(), tiny=False),
               Case("conv2d[need-dw-db]", _conv_make("strided-dilated-grouped"), _conv_run((False, True, True)),
                    tiny=False),
               Case("per_sample_conv2d[grouped]", _per_sample_make, _per_sample_run),
