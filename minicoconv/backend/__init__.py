@@ -13,7 +13,7 @@ _BACKENDS: dict[str, Backend] = {}
 
 
 def get_backend(device: str) -> Backend:
-    """Return the backend for `device` ("cpu", or "cuda" when available)."""
+    """Return the backend for `device` ("cpu", "reference", or "cuda" when available)."""
     if isinstance(device, Backend):
         return device
     backend = _BACKENDS.get(device)
@@ -27,8 +27,12 @@ def get_backend(device: str) -> Backend:
         from .cuda import load_cuda_backend
 
         backend = load_cuda_backend()
+    elif device == "reference":
+        from .reference import ReferenceBackend
+
+        backend = ReferenceBackend()
     else:
-        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'reference'")
     _BACKENDS[device] = backend
     return backend
 

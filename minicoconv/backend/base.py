@@ -26,6 +26,9 @@ Groups of functions (see `CPUBackend` for the reference implementation):
   mixture_conv2d_forward/_backward (generic forms on `Backend`, Numba kernels on the CPU)
 - gathered convolution (DGC's sparse inference): gathered_conv2d_forward (generic form on
   `Backend`, a Numba kernel on the CPU)
+
+`primitives.PRIMITIVES` lists every name with a one-line signature; the "reference" backend
+(backend/reference/) is the plain-NumPy, textbook form of each, the oracle the others match.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def add_parser(sub) -> None:
     p.add_argument("--blas-threads", type=int, default=None,
                    help="threads for NumPy's BLAS (default: NumPy's, or the count set in the environment; "
                         "1 is faster on a busy machine)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or reference (default cpu)")
     torch_group = p.add_mutually_exclusive_group()
     torch_group.add_argument("--compare-torch", action="store_true",
                              help="time PyTorch too, fail if it is not installed (default: when installed)")

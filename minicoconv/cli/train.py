@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
     run.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-CONV[-synthetic])")
     run.add_argument("--resume", action="store_true", help="continue exactly from last.npz in the run folder")
     run.add_argument("--seed", type=int, help="seeds init, data order, augmentation, dropout (default 0)")
-    run.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
+    run.add_argument("--device", choices=("cpu", "cuda", "reference"), help="default cpu")
     run.add_argument("--no-progress", dest="progress", action="store_false",
                      help="no progress bar (it is shown only when stderr is a terminal anyway)")
     p.set_defaults(run=run_train, parser=p)

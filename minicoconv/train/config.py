@@ -122,7 +122,8 @@ class TrainConfig:
         for name in ("lr", "lr_gamma"):  # 0 would train nothing: the message says > 0, as the check does
             value = getattr(self, name)
             need(_is_number(value) and value > 0, f"--{_flag(name)} must be a number > 0, got {value!r}")
-        need(self.device in ("cpu", "cuda"), f"unknown device {self.device!r}: choose cpu or cuda")
+        need(self.device in ("cpu", "cuda", "reference"),
+             f"unknown device {self.device!r}: choose cpu, cuda or reference")
         need(self.activation in (None, "sigmoid", "softmax"),
              f"--activation must be sigmoid or softmax, got {self.activation!r}")
         need(self.attention in (None, "output", "input"),
