@@ -9,7 +9,7 @@ import sys
 from .. import __version__
 
 #: modules under minicoconv.cli, each defining add_parser(subparsers) that sets args.run
-COMMANDS: list[str] = ["train", "eval", "bench", "summary", "download", "plot"]
+COMMANDS: list[str] = ["train", "eval", "bench", "summary", "download", "plot", "grid", "table", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
