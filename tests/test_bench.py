@@ -102,14 +102,14 @@ def test_model_row_with_torch_reference_and_profile(torch):
 @pytest.mark.parametrize("conv_type", ["static", "condconv", "dycnn", "coconv"])
 def test_torch_reference_has_our_parameter_count(name, conv_type, torch):
     from minicoconv import models
-    from minicoconv.bench import torch_reference as ref
+    from minicoconv.interop import torch_models as ref
 
     ours = sum(p.numel() for p in models.build(name, conv=conv_type).parameters())
     ref.check_same_params(ours, ref.build(name, conv_type), f"{name} {conv_type}")
 
 
 def test_torch_coconv_fused_equals_its_training_form_in_eval(torch):
-    from minicoconv.bench.torch_reference import TorchCoConv2d
+    from minicoconv.interop.torch_layers import TorchCoConv2d
 
     layer = TorchCoConv2d(8, 6, 3, padding=1, experts=3)
     x = torch.randn(4, 8, 5, 5)

@@ -74,7 +74,7 @@ def test_odconv_and_dgc_rows(with_torch, request):
 
 def test_torch_odconv_and_dgc_references_compute_what_ours_do(torch):
     """The PyTorch references load our state_dict and give our outputs (training and eval)."""
-    from minicoconv.bench.torch_beyond import TorchDGConv2d, TorchODConv2d
+    from minicoconv.interop.torch_beyond import TorchDGConv2d, TorchODConv2d
 
     rng = np.random.default_rng(0)
     cases = [(nn.ODConv2d(8, 6, 3, 1, 1, groups=2, experts=3), TorchODConv2d(8, 6, 3, 1, 1, 2, experts=3)),
@@ -100,7 +100,7 @@ def test_torch_odconv_and_dgc_references_compute_what_ours_do(torch):
 @pytest.mark.parametrize("name, conv_type", [("alexnet", "odconv"), ("resnet18", "odconv"),
                                              ("mobilenetv2", "odconv"), ("alexnet", "dgc"), ("resnet18", "dgc")])
 def test_torch_reference_has_our_parameter_count(name, conv_type, torch, monkeypatch):
-    from minicoconv.bench import torch_reference as ref
+    from minicoconv.interop import torch_models as ref
 
     for fn in ("kaiming_uniform_", "kaiming_normal_", "uniform_", "normal_"):  # counts depend on shapes only
         monkeypatch.setattr(init, fn, lambda t, *args, **kwargs: t)

@@ -7,8 +7,8 @@
     models.py           a full training step and fused inference of the CIFAR models
     profile.py          the time of one step split op by op
     table.py            aligned text tables
-    torch_reference.py  the same layers and models in PyTorch (imported only when asked for)
-    torch_beyond.py     ODConv and DGC in PyTorch
+The PyTorch references (the same layers and models, imported only when asked for) live in
+minicoconv.interop (torch_layers.py, torch_models.py, torch_beyond.py), shared with to_torch.
 """
 
 from .beyond import bench_beyond

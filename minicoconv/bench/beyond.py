@@ -20,7 +20,7 @@ DGC (dense convs only, `heads` dividing both channel counts) is skipped where th
 not allow it, with the reason in the row's note. The DGC layer includes its pre-activation
 BN + ReLU, which the static conv does not.
 
-PyTorch (torch_beyond.py): ODConv in training and eval; DGC in training and dense eval (the
+PyTorch (interop/torch_beyond.py): ODConv in training and eval; DGC in training and dense eval (the
 original implementation has no sparse form, so the sparse rows have no PyTorch column).
 """
 
@@ -61,7 +61,7 @@ def build_beyond(case: LayerCase, kind: str, experts: int = 4, heads: int = DGC_
 
 def build_torch_beyond(case: LayerCase, torch, kind: str, experts: int = 4, heads: int = DGC_HEADS,
                        keep: float = 0.5):
-    from . import torch_beyond as ref
+    from ..interop import torch_beyond as ref
 
     args = (case.channels, case.out_channels, case.kernel, case.stride, 1)
     if kind == "odconv":

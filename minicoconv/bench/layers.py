@@ -100,7 +100,7 @@ def build_ours(case: LayerCase, conv_type: str = "static", experts: int = 4):
 
 
 def build_torch(case: LayerCase, torch, conv_type: str = "static", experts: int = 4):
-    from . import torch_reference as ref
+    from ..interop import torch_layers as ref
 
     tnn = torch.nn
     if case.kind == "conv":

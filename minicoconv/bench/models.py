@@ -6,10 +6,10 @@ cleared each step. Inference: eval mode, `nn.fuse(model)`, no_grad, after the BN
 running statistics are set to those of the benchmark batch (an untrained model's
 initial ones, mean 0 and variance 1, let activations grow layer after layer in eval
 mode: a DGC ResNet18 overflows, since its saliencies grow with its input). The PyTorch
-reference (`torch_reference.py`) is the same architecture, checked to have the
+reference (`minicoconv/interop/torch_models.py`) is the same architecture, checked to have the
 same number of parameters, timed round-robin with ours in the same process.
 
-ODConv and DGC (`--conv odconv|dgc`) have references too (torch_beyond.py). A DGC
+ODConv and DGC (`--conv odconv|dgc`) have references too (interop/torch_beyond.py). A DGC
 model's training step adds DGC's lasso term (1e-5 x the sum of the saliency means), as
 the trainer does; its inference is the sparse form (only the kept channels convolved).
 DGC replaces dense convolutions only, so it has no MobileNetV2 (`unsupported`).
@@ -36,7 +36,7 @@ from .timing import numpy_peak_bytes
 
 #: the conv types of the paper's comparisons: `--all` times every model with each of them
 PAPER_CONVS = ("static", "condconv", "dycnn", "coconv")
-#: the conv types with a PyTorch reference (torch_reference.py, torch_beyond.py): all of them
+#: the conv types with a PyTorch reference (minicoconv.interop): all of them
 TORCH_CONVS = (*PAPER_CONVS, "odconv", "dgc")
 #: model / conv combinations that cannot be built, and why
 UNSUPPORTED = {("mobilenetv2", "dgc"): "DGC replaces dense convs only, and MobileNetV2's dynamic convs are depthwise"}
@@ -116,7 +116,7 @@ class TorchRunner:
 
     def __init__(self, torch, name: str, conv: str, batch: int, experts: int, device: str, seed: int = 0,
                  tf32: bool | None = False):
-        from . import torch_reference as ref
+        from ..interop import torch_models as ref
 
         self.torch = torch
         self.tf32 = tf32 if device == "cuda" else None
@@ -150,7 +150,7 @@ class TorchRunner:
         with self._tf32():
             loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.t)
             if self.lasso:
-                from .torch_beyond import dgc_lasso
+                from ..interop.torch_beyond import dgc_lasso
 
                 loss = loss + DGC_LASSO_WEIGHT * dgc_lasso(self.model)
             self.opt.zero_grad(set_to_none=True)
@@ -177,7 +177,7 @@ def bench_model(setup: Setup, name: str, conv: str, batch: int = 32, experts: in
     ours = OursRunner(name, conv, batch, experts, setup.device)
     runners = {OURS: ours}
     if setup.torch is not None and conv in TORCH_CONVS:
-        from .torch_reference import check_same_params
+        from ..interop.torch_models import check_same_params
 
         runners[TORCH] = TorchRunner(setup.torch, name, conv, batch, experts, setup.torch_device)
         check_same_params(ours.params(), runners[TORCH].model, f"{name} {conv}")

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
               "(nn.fuse: only the kept channels)")
         print("  /static = ours / our static conv of the same shape and mode; /dense and MACs/dense = DGC sparse / "
               "DGC dense eval; MMAC/img = millions of multiply-accumulates per image, routing included; DGC adds "
-              "a BN + ReLU; PyTorch: torch_beyond.py (no sparse DGC)")
+              "a BN + ReLU; PyTorch: interop/torch_beyond.py (no sparse DGC)")
         print(_table(rows, BEYOND_COLUMNS))
     if args.model or args.all:
         convs = tuple(dict.fromkeys(args.conv_types or PAPER_CONVS))

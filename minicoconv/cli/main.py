@@ -16,7 +16,8 @@ EXIT_CODES = """exit status:
   130  interrupted (Ctrl-C)"""
 
 #: modules under minicoconv.cli, each defining add_parser(subparsers) that sets args.run
-COMMANDS: list[str] = ["train", "eval", "bench", "summary", "download", "plot", "inspect"]
+COMMANDS: list[str] = ["train", "eval", "bench", "summary", "download", "plot", "inspect", "grid", "table",
+                       "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,7 @@
-"""PyTorch versions of ODConv and DGC (DESIGN.md section 2), for timing comparisons only.
+"""ODConv and DGC (DESIGN.md section 2) written out in PyTorch: the bench's reference and `to_torch`'s target.
 
-Imported by `torch_reference.conv_factory` when PyTorch is installed and a comparison is
-asked for. Attribute names equal minicoconv's, so a minicoconv `state_dict()` loads into
-them (the parity tests use that to check that both compute the same thing).
+Imported by `torch_layers.conv_factory` when PyTorch is installed. Attribute names equal
+minicoconv's, so a minicoconv `state_dict()` loads into them key for key.
 
 - ODConv: the attention branch as 1x1 convs; the per-sample kernel
   alpha_s * (alpha_w @ W_flat) (one matmul: the spatial attention commutes with the
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_reference import _per_sample_conv
+from .torch_layers import _per_sample_conv
 
 
 class TorchODConv2d(nn.Module):
@@ -32,6 +31,7 @@ class TorchODConv2d(nn.Module):
     def __init__(self, cin, cout, k, stride=1, padding=0, groups=1, experts=4, reduction=1 / 16, temperature=1.0):
         super().__init__()
         width = max(int(cin * reduction), 16)
+        self.in_channels, self.out_channels, self.kernel_size = cin, cout, k
         self.stride, self.padding, self.groups, self.experts = stride, padding, groups, experts
         self.k, self.temperature = k, temperature
         self.weight = nn.Parameter(torch.empty(experts, cout, cin // groups, k, k))
@@ -73,7 +73,8 @@ class TorchDGConv2d(nn.Module):
         if groups != 1:
             raise ValueError("TorchDGConv2d: dense convolutions only")
         hidden = max(cin // (8 if cin < 80 else 16), 1)
-        self.stride, self.padding, self.heads, self.cout = stride, padding, heads, cout
+        self.in_channels, self.out_channels, self.kernel_size = cin, cout, k
+        self.stride, self.padding, self.heads, self.cout, self.keep = stride, padding, heads, cout, keep
         self.pruned = int(round(cin * (1 - keep)))
         self.bn = nn.BatchNorm2d(cin)
         self.weight = nn.Parameter(torch.empty(heads, cout // heads, cin, k, k))
@@ -101,9 +102,10 @@ class TorchDGConv2d(nn.Module):
         return y.reshape(n, self.heads, -1, *y.shape[2:]).transpose(1, 2).reshape(n, self.cout, *y.shape[2:])
 
 
-def odconv_factory(experts=4):
+def odconv_factory(experts=4, **options):
+    """make(cin, cout, k, stride=1, padding=0, groups=1) -> TorchODConv2d (options: reduction, temperature)."""
     return lambda cin, cout, k, stride=1, padding=0, groups=1: TorchODConv2d(cin, cout, k, stride, padding, groups,
-                                                                             experts=experts)
+                                                                             experts=experts, **options)
 
 
 def dgc_factory(heads=4, keep=0.5):
