@@ -15,7 +15,7 @@ from pathlib import Path
 from ..models import CONV_TYPES, MODELS
 
 #: options that a resumed run may change; everything else must match the run's config
-RESUMABLE_CHANGES = ("epochs", "data", "device", "out")
+RESUMABLE_CHANGES = ("epochs", "data", "device", "out", "sync_bn")
 
 
 def add_parser(sub) -> None:
@@ -59,6 +59,9 @@ def add_parser(sub) -> None:
     opt.add_argument("--lr-step", type=int, metavar="EPOCHS", help="divide the lr every EPOCHS epochs (default 30)")
     opt.add_argument("--lr-gamma", type=float, help="by this factor (default 0.1)")
     opt.add_argument("--max-steps", type=int, metavar="N", help="at most N steps per epoch (quick runs)")
+    opt.add_argument("--sync-bn", action="store_true",
+                     help="under mpiexec -n K: BatchNorm statistics over the global batch, as one process "
+                          "(default: per rank)")
     run = p.add_argument_group("run")
     run.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-CONV[-synthetic])")
     run.add_argument("--resume", action="store_true", help="continue exactly from last.npz in the run folder")
@@ -70,6 +73,17 @@ def add_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ..distributed import launched_by_mpi
+
+    if launched_by_mpi():  # mpiexec -n K (K > 1): synchronous data-parallel training, see minicoconv.distributed
+        from ..distributed.launch import run_under_mpi
+
+        return run_under_mpi(_train, args)
+    return _train(args)
+
+
+def _train(args: argparse.Namespace, world=None) -> int:
+    """The whole command on one process; `world` (a distributed.World) makes it this rank's part of a K-rank run."""
     from ..train import CheckpointError, ConfigError, DataNotFoundError, TrainConfig, Trainer, TrainingDiverged
     from ..train.checkpoint import load_checkpoint
     from ..train.prepare import config_from_checkpoint
@@ -90,7 +104,13 @@ def run_train(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError) as e:
         args.parser.error(str(e))
     try:
-        trainer = Trainer.from_config(cfg, progress=None if getattr(args, "progress", True) else False)
+        progress = None if getattr(args, "progress", True) else False
+        if world is None:
+            trainer = Trainer.from_config(cfg, progress=progress)
+        else:
+            from ..distributed.trainer import DistributedTrainer
+
+            trainer = DistributedTrainer.from_config(cfg, world, progress=progress)
         if resume:
             trainer.resume(last)
         result = trainer.fit()
