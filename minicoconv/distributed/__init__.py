@@ -14,6 +14,7 @@ Files, one concern each:
     gradients.py        gradients summed in place, in buckets
     sync_batchnorm.py   BatchNorm statistics over the global batch (--sync-bn)
     trainer.py          the Trainer with those pieces; rank 0 alone writes
+    placement.py        each rank's share of the node's cores, and its GPU (--device cuda)
     launch.py           the CLI entry: a failing rank aborts the whole job (MPI_Abort)
 
 Nothing here is imported by `minicoconv train` run without mpiexec; `launched_by_mpi`

@@ -40,6 +40,34 @@ from .sync_batchnorm import convert_sync_batchnorm
 from .world import World
 
 
+def data_parallel_step(model, optimizer, gradients: GradientAllreduce, images: Tensor, labels: np.ndarray,
+                       shard: tuple[int, int, int], penalty=None, stop: bool = False) -> tuple[float, int, int, bool]:
+    """One synchronous SGD step on this rank's shard; returns (batch loss, top-1 correct, B, any rank stopping).
+
+    images (n_r, 3, 32, 32), labels (n_r,): rows lo..hi of a global batch of B = shard[2].
+    Same contract as `train.step.train_step` for the whole batch: a NaN/inf batch loss raises
+    TrainingDiverged on every rank before anything is updated.
+    """
+    lo, hi, batch = shard
+    world = gradients.world
+    with mc_random.batch_shard(lo, hi, batch):
+        logits = model(images)                                   # (n_r, 3, 32, 32) -> (n_r, classes)
+    loss = F.cross_entropy(logits, labels)                       # L_r: the mean over this shard
+    if penalty is not None:
+        loss = loss + penalty(model)
+    n = len(labels)
+    correct = topk_correct(logits.numpy(), labels, (1,))[0]
+    totals = world.allreduce_sum_(np.array([loss.item() * n, correct, n, stop], dtype=np.float64))
+    value = totals[0] / totals[2]                                # L = sum_r n_r L_r / B, the same on every rank
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"loss is {value}")
+    optimizer.zero_grad()
+    (loss * (n / batch)).backward()                              # grad of this rank's share (n_r / B) L_r
+    gradients.reduce()                                           # summed over ranks: grad L
+    optimizer.step()
+    return value, int(totals[1]), int(totals[2]), bool(totals[3])
+
+
 def _silent(message: str) -> None:
     """The log of ranks other than 0."""
 
@@ -70,11 +98,12 @@ class DistributedTrainer(Trainer):
                     on_step: Callable[[Trainer], Any] | None = None) -> DistributedTrainer:
         """Build this rank's data, model (BatchNorm synchronised with cfg.sync_bn), optimizer and loaders."""
         from ..train.prepare import build_model, build_optimizer, check_device, load_datasets
-        from .gpu import select_local_gpu
+        from .placement import select_local_gpu, share_cores
 
         world = World() if world is None else world
         log = log if world.is_root else _silent
         cfg.validate()
+        threads = share_cores(world.local_size)
         if cfg.device == "cuda":
             select_local_gpu(world.local_rank)
         check_device(cfg.device)
@@ -93,7 +122,8 @@ class DistributedTrainer(Trainer):
         lo, hi = (cfg.batch_size // world.size, -(-cfg.batch_size // world.size))
         shards = f"{lo}" if lo == hi else f"{lo}-{hi}"
         log(f"data-parallel: {world.size} MPI ranks, global batch {cfg.batch_size} = {shards} images per rank; "
-            f"BatchNorm statistics {'over the global batch (--sync-bn)' if cfg.sync_bn else 'per rank'}")
+            f"BatchNorm statistics {'over the global batch (--sync-bn)' if cfg.sync_bn else 'per rank'}; "
+            f"{threads} thread(s) per rank")
         return cls(model, optimizer, train_loader, world=world, scheduler=scheduler, val_loader=eval_loader(val),
                    test_loader=eval_loader(test), epochs=cfg.epochs, max_steps=cfg.max_steps,
                    out_dir=cfg.run_dir() if out_dir is ... else out_dir, config=cfg, synthetic=train.synthetic,
@@ -103,25 +133,11 @@ class DistributedTrainer(Trainer):
     # ---- one step ----------------------------------------------------------------------
     def _train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
         """This rank's shard (x, y) of the step's global batch -> (batch loss, top-1 correct, B), all global."""
-        lo, hi, batch = self.train_loader.batch_bounds(self.step_in_epoch)
-        with mc_random.batch_shard(lo, hi, batch):
-            logits = self.model(Tensor(x, device=self.device))     # (n_r, 3, 32, 32) -> (n_r, classes)
-        loss = F.cross_entropy(logits, y)                            # L_r: the mean over this shard
-        if self.has_dgc:
-            loss = loss + dgc_penalty(self.model)
-        local = loss.item()
-        correct = topk_correct(logits.numpy(), y, (1,))[0]
-        totals = self.world.allreduce_sum_(np.array([local * len(y), correct, len(y), self._stop_requested],
-                                                    dtype=np.float64))
-        value = totals[0] / totals[2]
-        if not math.isfinite(value):  # the same verdict on every rank
-            raise TrainingDiverged(f"loss is {value}")
-        self._all_stop = bool(totals[3])
-        self.optimizer.zero_grad()
-        (loss * (len(y) / batch)).backward()                         # grad of this rank's share of L
-        self.gradients.reduce()                                      # sum of the shares: grad L
-        self.optimizer.step()
-        return value, int(totals[1]), int(totals[2])
+        loss, correct, n, self._all_stop = data_parallel_step(
+            self.model, self.optimizer, self.gradients, Tensor(x, device=self.device), y,
+            self.train_loader.batch_bounds(self.step_in_epoch), penalty=dgc_penalty if self.has_dgc else None,
+            stop=self._stop_requested)
+        return loss, correct, n
 
     def _stopping(self) -> bool:
         return self._all_stop

@@ -20,7 +20,7 @@ class World:
     """MPI.COMM_WORLD with the few collectives data-parallel training needs.
 
     rank: this process's index 0..size-1; size: K; local_rank: its index among the
-    ranks on the same node (which GPU it takes).
+    ranks on the same node (which GPU it takes), local_size how many ranks that node runs.
     """
 
     def __init__(self, comm: Any = None):
@@ -35,6 +35,7 @@ class World:
         self.size: int = self.comm.Get_size()
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank: int = node.Get_rank()
+        self.local_size: int = node.Get_size()
         node.Free()
 
     @property
