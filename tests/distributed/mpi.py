@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from minicoconv.bench.data_parallel import find_mpiexec
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MPIEXEC = find_mpiexec()
