@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import minicoconv  # noqa: F401  (first: it sets the thread-pool environment before NumPy loads)
 from minicoconv.bench.data_parallel import find_mpiexec
 
 import pytest
