@@ -4,6 +4,7 @@
     minicoconv bench --dynamic [--experts 4]
     minicoconv bench --model resnet18 --conv coconv [--compare-torch] [--device cpu] [--profile]
     minicoconv bench --all [--conv-types static odconv dgc] [--json results.json]
+    minicoconv bench --data-parallel 1 2 --model resnet18 --conv coconv --batch-size 128 [--sync-bn]
 
 --dynamic prints two tables: CondConv/DY-CNN/CoConv, then ODConv and DGC (DGC's dense
 eval form against its sparse inference form at keep 0.5 and 0.25, with MACs). --all
@@ -61,6 +62,10 @@ def add_parser(sub) -> None:
     what.add_argument("--model", choices=sorted(MODELS), help="a full training step and fused inference")
     what.add_argument("--all", action="store_true",
                       help="every model with static, condconv, dycnn and coconv convs (or --conv-types), one table")
+    what.add_argument("--data-parallel", type=int, nargs="+", metavar="K",
+                      help="with --model: training step time over K MPI ranks (mpiexec) against one process at "
+                           "the same global batch, speedup and scaling efficiency (needs the mpi extra)")
+    p.add_argument("--sync-bn", action="store_true", help="with --data-parallel: BatchNorm over the global batch")
     p.add_argument("--conv", choices=CONV_TYPES, default="static",
                    help="conv type of --model (default static; every type has a PyTorch reference)")
     p.add_argument("--conv-types", nargs="+", choices=CONV_TYPES, metavar="CONV",
@@ -141,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.machine import available_cores, describe, numba_threading_layer, set_threads
     from ..bench.models import PAPER_CONVS, UNSUPPORTED
 
+    if args.data_parallel:
+        return run_data_parallel(args)
     if not (args.layers or args.dynamic or args.model or args.all):
         return _fail("choose what to time: --layers, --dynamic, --model M or --all")
     if args.model and args.all:
@@ -228,6 +235,46 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
+        print(f"rows saved to {args.json}")
+    return 0
+
+
+DATA_PARALLEL_COLUMNS = [("ranks", "ranks", "{}"), ("batch", "global batch", "{}"), ("step_ms", "step ms", "{:.0f}"),
+                         ("min_ms", "min", "{:.0f}"), ("img_s", "img/s", "{:.1f}"),
+                         ("allreduce_ms", "allreduce ms", "{:.1f}"), ("allreduce_pct", "allreduce %", "{:.1f}"),
+                         ("speedup", "speedup", "{:.2f}"), ("efficiency", "efficiency", "{:.2f}")]
+
+
+def run_data_parallel(args: argparse.Namespace) -> int:
+    """--data-parallel K...: one timing job per K (see minicoconv.bench.data_parallel)."""
+    from ..bench.data_parallel import run_scaling
+    from ..bench.machine import describe
+
+    if not args.model or args.all or args.layers or args.dynamic:
+        return _fail("--data-parallel times one model: give --model M (and no --all/--layers/--dynamic)")
+    if any(k < 1 for k in args.data_parallel):
+        return _fail("--data-parallel: rank counts must be >= 1")
+    for name in ("batch_size", "repeats", "experts"):
+        if getattr(args, name) < 1:
+            return _fail(f"--{name.replace('_', '-')} must be >= 1")
+    if args.batch_size < max(args.data_parallel):
+        return _fail(f"--batch-size {args.batch_size} is smaller than {max(args.data_parallel)} ranks")
+    try:
+        rows = run_scaling(args.data_parallel, args.model, args.conv, args.experts, args.batch_size, args.warmup,
+                           args.repeats, sync_bn=args.sync_bn, device=args.device, progress=_progress)
+    except RuntimeError as e:
+        return _fail(str(e))
+    machine = describe(None, args.device)
+    print("machine")
+    for key, value in machine.items():
+        print(f"  {key:<13} {value}")
+    print(f"\ndata-parallel training step: {args.model} {args.conv}, global batch {args.batch_size} split over K "
+          f"ranks, {args.warmup} warm-up + {args.repeats} timed steps, median; speedup = T_1 / T_K, efficiency = "
+          f"speedup / K; BatchNorm {'over the global batch (--sync-bn)' if args.sync_bn else 'per rank'}")
+    print(_table(rows, DATA_PARALLEL_COLUMNS))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "data_parallel": rows}, f, indent=1, default=str)
         print(f"rows saved to {args.json}")
     return 0
 

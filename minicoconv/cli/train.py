@@ -16,7 +16,7 @@ from pathlib import Path
 from ..models import CONV_TYPES, MODELS
 
 #: options that a resumed run may change; everything else must match the run's config
-RESUMABLE_CHANGES = ("epochs", "data", "device", "out")
+RESUMABLE_CHANGES = ("epochs", "data", "device", "out", "sync_bn")
 
 
 def add_parser(sub) -> None:
@@ -60,6 +60,9 @@ def add_parser(sub) -> None:
     opt.add_argument("--lr-step", type=int, metavar="EPOCHS", help="divide the lr every EPOCHS epochs (default 30)")
     opt.add_argument("--lr-gamma", type=float, help="by this factor (default 0.1)")
     opt.add_argument("--max-steps", type=int, metavar="N", help="at most N steps per epoch (quick runs)")
+    opt.add_argument("--sync-bn", action="store_true",
+                     help="under mpiexec -n K: BatchNorm statistics over the global batch, as one process "
+                          "(default: per rank)")
     run = p.add_argument_group("run")
     run.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-CONV[-synthetic])")
     run.add_argument("--resume", action="store_true", help="continue exactly from last.npz in the run folder")
@@ -71,8 +74,20 @@ def add_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Train here, or as one rank of `mpiexec -n K` (see `_train`)."""
+    from ..distributed import launched_by_mpi
+
+    if launched_by_mpi():  # mpiexec -n K (K > 1): synchronous data-parallel training, see minicoconv.distributed
+        from ..distributed.launch import run_under_mpi
+
+        return run_under_mpi(_train, args)
+    return _train(args)
+
+
+def _train(args: argparse.Namespace, world=None) -> int:
     """Check everything cheap first (options, --out, the checkpoint to resume, memory), then train.
 
+    `world` (a distributed.World) makes this one rank's part of a K-rank run.
     Exit status: 0 done, 1 bad input (data, checkpoint, run folder, too big for memory) or
     a failed run (diverged, disk full), 2 options that make no sense, 130 interrupted.
     """
@@ -91,7 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
     last = Path(cfg.run_dir()) / "last.npz"
     trainer = None
     try:
-        prepare_run_dir(cfg.run_dir())
+        if world is None or world.rank == 0:  # only rank 0 writes the run folder
+            prepare_run_dir(cfg.run_dir())
         if resume:
             if not last.exists():
                 raise ConfigError(f"--resume: no {last} to continue from (is --out right?)")
@@ -101,7 +117,13 @@ def run_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"{cfg.run_dir()} already holds a run ({last}); pass --resume to continue it, "
                               "or choose another --out")
         check_memory(cfg)
-        trainer = Trainer.from_config(cfg, progress=None if getattr(args, "progress", True) else False)
+        progress = None if getattr(args, "progress", True) else False
+        if world is None:
+            trainer = Trainer.from_config(cfg, progress=progress)
+        else:
+            from ..distributed.trainer import DistributedTrainer
+
+            trainer = DistributedTrainer.from_config(cfg, world, progress=progress)
         if resume:
             trainer.resume(last)
         result = trainer.fit()

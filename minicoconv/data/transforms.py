@@ -49,13 +49,33 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, padding: int 
         A new ``(B, C, H, W)`` uint8 batch.
     """
     _check_batch(images, "random_crop_flip")
+    dy, dx, flips = crop_flip_params(rng, images.shape[0], padding, flip)
+    return apply_crop_flip(images, dy, dx, flips, padding)
+
+
+def crop_flip_params(rng: np.random.Generator, batch: int, padding: int = 4, flip: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The random draws of `random_crop_flip` for a batch of `batch` images: (dy, dx, flips), each (B,).
+
+    Drawn in that order, so a data-parallel rank can draw them for the whole global batch
+    (keeping its generator in step with every other rank) and apply only its own slice.
+    """
     if padding < 0:
         raise ValueError(f"padding must be non-negative, got {padding}")
+    dy = rng.integers(0, 2 * padding + 1, batch)
+    dx = rng.integers(0, 2 * padding + 1, batch)
+    flips = rng.integers(0, 2, batch).astype(bool) if flip else np.zeros(batch, dtype=bool)
+    return dy, dx, flips
+
+
+def apply_crop_flip(images: np.ndarray, dy: np.ndarray, dx: np.ndarray, flips: np.ndarray, padding: int = 4
+                    ) -> np.ndarray:
+    """Crop image b of the zero-padded batch at (dy[b], dx[b]) and mirror it where flips[b]: (B, C, H, W) uint8."""
+    _check_batch(images, "apply_crop_flip")
     b, c, h, w = images.shape
+    if not (len(dy) == len(dx) == len(flips) == b):
+        raise ValueError(f"apply_crop_flip: {b} images but {len(dy)}, {len(dx)}, {len(flips)} offsets/flips")
     p = padding
-    dy = rng.integers(0, 2 * p + 1, b)
-    dx = rng.integers(0, 2 * p + 1, b)
-    flips = rng.integers(0, 2, b).astype(bool) if flip else np.zeros(b, dtype=bool)
     padded = np.zeros((b, c, h + 2 * p, w + 2 * p), dtype=np.uint8)
     padded[:, :, p : p + h, p : p + w] = images
     # windows[i, :, y, x] is the H x W crop of padded image i at offset (y, x): a view.

@@ -18,7 +18,7 @@ from ..ops.pool import AdaptiveAvgPool2d as AdaptiveAvgPool2dOp
 from ..ops.pool import AvgPool2d as AvgPool2dOp
 from ..ops.pool import MaxPool2d as MaxPool2dOp
 from ..ops.softmax import CrossEntropy
-from ..random import default_generator
+from ..random import batch_random
 from ..tensor import Tensor
 
 
@@ -231,7 +231,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout).
 
-    The mask comes from the global generator (`minicoconv.manual_seed`).
+    The mask comes from the global generator (`minicoconv.manual_seed`), through
+    `random.batch_random` so that data-parallel ranks draw their rows of one batch's mask.
     """
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
@@ -241,7 +242,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0.0
-    keep = default_generator().random(x.shape) >= p
+    keep = batch_random(x.shape) >= p
     mask = Tensor(keep.astype(x.dtype) / x.dtype.type(1 - p), dtype=x.dtype, device=x.device)
     return x * mask
 

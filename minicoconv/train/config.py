@@ -69,6 +69,7 @@ class TrainConfig:
     lr_step: int = 30
     lr_gamma: float = 0.1
     max_steps: int | None = None       # at most this many steps per epoch (quick runs)
+    sync_bn: bool = False              # under mpiexec: BatchNorm statistics over the global batch
     # run
     out: str | None = None             # run folder; None = runs/<model>-<conv>[-synthetic]
     seed: int = 0
@@ -124,6 +125,7 @@ class TrainConfig:
             need(_is_number(value) and value > 0, f"--{_flag(name)} must be a number > 0, got {value!r}")
         need(self.device in ("cpu", "cuda", "reference"),
              f"unknown device {self.device!r}: choose cpu, cuda or reference")
+        need(isinstance(self.sync_bn, bool), f"sync_bn must be true or false, got {self.sync_bn!r}")
         need(self.activation in (None, "sigmoid", "softmax"),
              f"--activation must be sigmoid or softmax, got {self.activation!r}")
         need(self.attention in (None, "output", "input"),

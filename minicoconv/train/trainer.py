@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import nn
 from ..nn import dynamic
 from ..tensor import Tensor
@@ -180,13 +182,12 @@ class Trainer:
                 start = time.perf_counter()
                 self.apply_schedules()
                 try:
-                    loss, logits = train_step(self.model, self.optimizer, Tensor(x, device=self.device), y,
-                                              penalty=dgc_penalty if self.has_dgc else None)
+                    loss, correct, n = self._train_batch(x, y)
                 except TrainingDiverged as e:
                     raise TrainingDiverged(self._diverged_message(e)) from None
                 self.train_seconds += time.perf_counter() - start
-                self.train_loss.update(loss, len(y))
-                self.train_correct.update(topk_correct(logits, y, (1,))[0] / len(y), len(y))
+                self.train_loss.update(loss, n)
+                self.train_correct.update(correct / n, n)
                 self.step_in_epoch += 1
                 self.global_step += 1
                 self._consistent = True
@@ -197,13 +198,19 @@ class Trainer:
                     bar.update(1)
                 if self.on_step is not None:
                     self.on_step(self)
-                if self._stop_requested:
+                if self._stopping():
                     raise KeyboardInterrupt
         finally:
             if bar is not None:
                 bar.close()
             if hasattr(batches, "close"):
                 batches.close()  # stops the prefetch thread
+
+    def _train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
+        """One step on batch (x, y): (mean loss, top-1 correct, images) of the batch (data-parallel: overridden)."""
+        loss, logits = train_step(self.model, self.optimizer, Tensor(x, device=self.device), y,
+                                  penalty=dgc_penalty if self.has_dgc else None)
+        return loss, topk_correct(logits, y, (1,))[0], len(y)
 
     def apply_schedules(self) -> None:
         """Per-iteration schedules of the dynamic convolutions that have them (set before each step)."""

@@ -8,13 +8,13 @@ outputs to round-off. Tiny batches: the reference backend is plain NumPy.
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import models
 from minicoconv.nn import functional as F
 from minicoconv.optim import SGD
-
-import numpy as np
-import pytest
 
 
 def step(device: str, name: str, conv: str, size: int, batch: int = 2) -> dict[str, np.ndarray]:

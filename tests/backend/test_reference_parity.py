@@ -6,11 +6,11 @@ ones against the CUDA backend.
 
 from __future__ import annotations
 
-from minicoconv.backend import get_backend
-
 import numpy as np
 import pytest
 from reference_cases import CASES, compare
+
+from minicoconv.backend import get_backend
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

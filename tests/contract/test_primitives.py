@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+import pytest
+
 import minicoconv  # noqa: F401  (sets up NumPy's threads before NumPy is imported below)
 from minicoconv.backend import get_backend
 from minicoconv.backend.base import Backend
 from minicoconv.backend.primitives import PRIMITIVES, USES_GENERIC_FORM
-
-import numpy as np
-import pytest
 
 NOT_PRIMITIVES = {"is_available", "name", "simulator", "gathered_kernel_budget_bytes"}
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from minicoconv.cli.main import main
 from minicoconv.experiments import cells, runner
 from minicoconv.experiments.runs import RunError, read_run
 from minicoconv.train.config import TrainConfig
-
-import pytest
 
 
 def test_dry_run_prints_one_train_command_per_run(capsys, tmp_path):

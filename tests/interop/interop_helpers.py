@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.autograd import no_grad
-
-import numpy as np
 
 
 def randomize(model, seed: int = 0) -> None:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import minicoconv as mc
 from minicoconv import models
 from minicoconv.cli.main import main
 from minicoconv.train.checkpoint import save_checkpoint
 from minicoconv.train.config import TrainConfig
 
-import numpy as np
-import pytest
-
 safetensors = pytest.importorskip("safetensors", reason="safetensors is not installed (the 'export' extra)")
 
 
 def test_export_loads_into_the_torch_model(tmp_path, capsys):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-    from minicoconv.interop.torch_models import build
-
     from safetensors.torch import load_file
+
+    from minicoconv.interop.torch_models import build
 
     mc.manual_seed(0)
     cfg = TrainConfig(model="mobilenetv2", conv="coconv", num_classes=10)

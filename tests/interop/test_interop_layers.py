@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv import models, nn
-from minicoconv.interop import InteropError, from_torch, to_torch, torch_state
-
 import numpy as np
 import pytest
 from interop_helpers import calibrate, outputs, randomize, relative_error
+
+import minicoconv as mc
+from minicoconv import models, nn
+from minicoconv.interop import InteropError, from_torch, to_torch, torch_state
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: to_torch/from_torch need it")
 

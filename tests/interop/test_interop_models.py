@@ -11,13 +11,13 @@ attention BN is well conditioned.
 
 from __future__ import annotations
 
-import minicoconv as mc
-from minicoconv import models
-from minicoconv.interop import from_torch, to_torch, torch_state
-
 import numpy as np
 import pytest
 from interop_helpers import calibrate, outputs, randomize, relative_error
+
+import minicoconv as mc
+from minicoconv import models
+from minicoconv.interop import from_torch, to_torch, torch_state
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: to_torch/from_torch need it")
 

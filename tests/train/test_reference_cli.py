@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from minicoconv.cli.main import main
 from minicoconv.train import load_checkpoint
-
-import pytest
 
 QUICK = ["--model", "alexnet", "--conv", "coconv", "--experts", "2", "--synthetic", "--synthetic-train", "8",
          "--synthetic-test", "4", "--batch-size", "4", "--epochs", "1", "--max-steps", "2", "--no-progress"]
