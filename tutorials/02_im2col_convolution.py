@@ -17,7 +17,7 @@ What you will learn, one printed section each:
 6. Groups and depthwise convolutions: one GEMM per group, and why depthwise gets its own kernel.
 
 Shapes throughout: x (N, C, H, W), weight (C', C/groups, kh, kw), y (N, C', OH, OW) with
-OH = (H + 2 ph - dh (kh - 1) - 1) // sh + 1 (likewise OW). DESIGN.md section 6 says how
+OH = (H + 2 ph - dh (kh - 1) - 1) // sh + 1 (likewise OW). docs/performance.md says how
 the engine's kernels lay this out for speed; this lesson is the idea, in plain NumPy.
 """
 

@@ -18,7 +18,7 @@ What you will learn, one printed section each:
    forward timing of static, CondConv, DY-CNN and CoConv for one ResNet18-shaped layer.
 
 Read the code alongside the output: each printed line is produced by the code just above it.
-The semantics follow DESIGN.md section 2; tutorial 07 adds ODConv and DGC.
+The semantics follow docs/layers.md; tutorial 07 adds ODConv and DGC.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from .timing import measure_interleaved
 #: how each layer benchmark names its time columns
 OURS, TORCH = "ours", "torch"
 
-#: targets (DESIGN.md / the bench brief): dynamic layer / static conv of the same shape, min times
+#: targets (the issue's targets): dynamic layer / static conv of the same shape, min times
 DYNAMIC_TARGETS = {("coconv", "inference"): 1.35, ("condconv", "train"): 1.5, ("dycnn", "train"): 1.5}
 
 

@@ -1,6 +1,6 @@
 """Batch augmentation and normalisation, vectorised over the batch.
 
-The training recipe (DESIGN.md section 4): a random 32x32 crop of the image
+The training recipe (docs/models-and-recipe.md): a random 32x32 crop of the image
 zero-padded by 4 pixels, a horizontal flip with probability 1/2, then
 normalisation with the CIFAR-100 channel statistics::
 

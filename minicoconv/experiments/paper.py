@@ -1,6 +1,6 @@
 """The CoConv paper's CIFAR-100 top-1 (%), the figures a full run is held against.
 
-Table 1 (n = 4 experts, DESIGN.md section 4); Table 5 (CoConv's attention on the input or
+Table 1 (n = 4 experts, docs/models-and-recipe.md); Table 5 (CoConv's attention on the input or
 output channels of the experts, n = 2 and 4); Table 6 (single- or multi-scale routing, n = 4).
 """
 

@@ -1,4 +1,4 @@
-"""ODConv and DGC (DESIGN.md section 2) written out in PyTorch: the bench's reference and `to_torch`'s target.
+"""ODConv and DGC (docs/layers.md) written out in PyTorch: the bench's reference and `to_torch`'s target.
 
 Imported by `torch_layers.conv_factory` when PyTorch is installed. Attribute names equal
 minicoconv's, so a minicoconv `state_dict()` loads into them key for key.

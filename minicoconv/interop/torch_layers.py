@@ -1,7 +1,7 @@
 """The dynamic convolutions written out in PyTorch: the bench's reference and `to_torch`'s target.
 
 Imported only when PyTorch is installed. Same semantics as minicoconv's layers
-(DESIGN.md section 2), in the formulations PyTorch code usually uses:
+(docs/layers.md), in the formulations PyTorch code usually uses:
 
 - CondConv / DY-CNN: aggregate one kernel per sample (r @ W_flat, (N, n) x (n, C'*C/g*k*k)),
   then ONE grouped convolution of the batch folded into channels: x (1, N*C, H, W) with

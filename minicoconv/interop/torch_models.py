@@ -1,4 +1,4 @@
-"""The CIFAR models of DESIGN.md section 3 in PyTorch, with any conv type of torch_layers.py.
+"""The CIFAR models of docs/models-and-recipe.md in PyTorch, with any conv type of torch_layers.py.
 
 Module names equal minicoconv's (`features`, `layers.3.conv1`, `fc`, ...), so a state_dict
 maps onto ours key for key, except inside CoConv (see interop/weights.py). Used by the

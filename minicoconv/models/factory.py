@@ -59,7 +59,7 @@ def conv_factory(kind: str = "static", experts: int = 4, **options: Any) -> Conv
 
 
 def reference_init(model: Module) -> Module:
-    """Re-initialise as the reference recipe (DESIGN.md section 2, Initialisation).
+    """Re-initialise as the reference recipe (docs/layers.md, Initialisation).
 
     Plain convolutions (static convs, CoConv experts and routing convs): kaiming-normal,
     mode fan_out, zero bias. BatchNorm: gamma 1, beta 0. Linear (classifier and routing

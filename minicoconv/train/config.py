@@ -3,7 +3,7 @@
 A run is fully described by its config: `minicoconv train` builds one from
 the command line, writes it to `RUN_DIR/config.json` and into every
 checkpoint, and `minicoconv eval` rebuilds the model from it. Defaults are the
-paper's recipe (DESIGN.md section 4): SGD momentum 0.9, weight decay 5e-4,
+paper's recipe (docs/models-and-recipe.md): SGD momentum 0.9, weight decay 5e-4,
 batch 128, 90 epochs, lr 0.01 divided by 10 every 30 epochs.
 
     cfg = TrainConfig(model="resnet18", conv="coconv", synthetic=True, epochs=3)

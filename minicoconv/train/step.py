@@ -22,7 +22,7 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the message says where, and which checkpoint was kept."""
 
 
-#: weight of DGC's lasso term on the channel saliencies (DESIGN.md, DGC)
+#: weight of DGC's lasso term on the channel saliencies (docs/layers.md, DGC)
 DGC_LASSO_WEIGHT = 1e-5
 
 

@@ -118,7 +118,7 @@ def test_adaptive_avg_pool_forward_matches_reference(case, strided):
 
 @pytest.mark.parametrize("length, bins", [(1, 3), (2, 3), (3, 3), (4, 3), (5, 3), (7, 2), (8, 3)])
 def test_adaptive_bins_cover_pytorch_rule(length, bins):
-    """The bin rule of DESIGN.md: bin j spans [floor(j*L/o), ceil((j+1)*L/o))."""
+    """The bin rule of docs/layers.md: bin j spans [floor(j*L/o), ceil((j+1)*L/o))."""
     x = np.arange(length, dtype=np.float64).reshape(1, 1, 1, length)
     y = apk.adaptive_avg_pool2d_forward(x, (1, bins))
     expected = [np.mean(np.arange(length)[(j * length) // bins:-(-(j + 1) * length // bins)])

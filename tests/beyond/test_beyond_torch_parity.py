@@ -1,4 +1,4 @@
-"""Parity of ODConv and DGC with PyTorch re-implementations written from DESIGN.md section 2.
+"""Parity of ODConv and DGC with PyTorch re-implementations written from docs/layers.md.
 
 The PyTorch side follows the formulas, not our code:
 - ODConv as in the paper's reference code: the four attentions from the pooled input
@@ -218,7 +218,7 @@ def make_odconv(torch, case, seed: int, float64: bool):
         ["spatial_head"] if k > 1 else []) + (["kernel_head"] if experts > 1 else [])
     expected = {"weight", "fc.weight", "bn.weight", "bn.bias"} | {f"{h}.{w}" for h in heads for w in ("weight",
                                                                                                        "bias")}
-    assert {n for n, _ in layer.named_parameters()} == expected, "heads not dropped as DESIGN.md says"
+    assert {n for n, _ in layer.named_parameters()} == expected, "heads not dropped as docs/layers.md says"
     params, buffers = torch_copy(torch, layer)
     spec = dict(cout=cout, k=k, stride=stride, groups=groups, experts=experts, temperature=temperature)
 

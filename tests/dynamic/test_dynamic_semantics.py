@@ -1,4 +1,4 @@
-"""What the dynamic convolutions compute, checked against DESIGN.md section 2 written out literally.
+"""What the dynamic convolutions compute, checked against docs/layers.md written out literally.
 
 - routing weights: shapes, ranges, normalisation, temperatures, the DY-CNN annealing schedule,
   and CoConv's routing branch re-implemented step by step in NumPy (PyTorch's adaptive
@@ -55,7 +55,7 @@ def test_condconv_routing_is_sigmoid_of_linear_of_gap():
     assert r.shape == (3, 5)
     assert np.all((r > 0) & (r < 1))
     np.testing.assert_allclose(r, expected, rtol=1e-12)
-    assert layer.routing.bias is not None, "the routing Linear has a bias (DESIGN.md)"
+    assert layer.routing.bias is not None, "the routing Linear has a bias (docs/layers.md)"
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 30.0])
@@ -135,7 +135,7 @@ def adaptive_avg_pool(x: np.ndarray, out: int) -> np.ndarray:
 
 
 def coconv_routing_reference(routing, x: np.ndarray) -> np.ndarray:
-    """DESIGN.md's routing steps 1-6, literally."""
+    """docs/layers.md's CoConv routing steps, literally."""
     n = x.shape[0]
     a1 = adaptive_avg_pool(x, 1)                                            # (N, C, 1, 1)
     if routing.multiscale:

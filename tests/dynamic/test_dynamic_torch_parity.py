@@ -1,6 +1,6 @@
 """Parity with PyTorch re-implementations of CondConv, DY-CNN and CoConv (float32).
 
-Each layer is rewritten here in plain PyTorch, the obvious way (DESIGN.md section 2):
+Each layer is rewritten here in plain PyTorch, the obvious way (docs/layers.md):
 CondConv and DY-CNN aggregate one kernel per sample and run it as a grouped
 convolution over the batch; CoConv runs the multi-scale routing with
 torch's adaptive_avg_pool2d and convolutions, then n separate expert convolutions,

@@ -1,4 +1,4 @@
-"""The 12 models against DESIGN.md: parameter counts (its table), the reference
+"""The 12 models against docs/models-and-recipe.md: parameter counts (its table), the reference
 initialisation, and the MAC totals of `minicoconv.summary`."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 # ---- models: parameter counts, initialisation, MACs ---------------------------------------
-PARAMS_M = {  # DESIGN.md, "Reference parameter counts (100 classes, n = 4)"
+PARAMS_M = {  # docs/models-and-recipe.md, the parameter table
     "alexnet": {"static": 23.64, "coconv": 30.52, "condconv": 30.40, "dycnn": 30.41},
     "resnet18": {"static": 11.22, "coconv": 44.71, "condconv": 44.19, "dycnn": 44.26},
     "mobilenetv2": {"static": 2.41, "coconv": 4.39, "condconv": 2.63, "dycnn": 2.90},
