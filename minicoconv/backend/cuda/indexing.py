@@ -1,4 +1,4 @@
-"""Index math of the kernels, written once and compiled twice (STYLE.md practice 5).
+"""Index math of the kernels, written once and compiled twice.
 
 Each helper is a plain Python function on ints. `compiled(fn)` returns the pair
 
