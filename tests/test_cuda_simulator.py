@@ -31,7 +31,7 @@ def _numba_cuda():
 def test_cuda_backend_under_the_simulator():
     _numba_cuda()
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    command = [sys.executable, "-m", "pytest", "tests/cuda", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", "tests/cuda", "-p", "no:cacheprovider", "-m", "not gpu_only"]
     try:
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:

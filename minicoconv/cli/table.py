@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 def run_table(args: argparse.Namespace) -> int:
     from ..experiments import render, table
     from ..experiments.runs import RunError, find_runs, read_run
-    from ..train.checkpoint import _atomic_write
+    from ..train.atomic import atomic_write
 
     try:
         folders = find_runs(args.paths)
@@ -57,6 +57,6 @@ def run_table(args: argparse.Namespace) -> int:
     sys.stdout.write(render.markdown(cells, ablations, synthetic, differences))
     if args.csv:
         text = render.csv_text(cells, ablations, synthetic).encode("utf-8")
-        _atomic_write(Path(args.csv), lambda f: f.write(text))
+        atomic_write(Path(args.csv), lambda f: f.write(text))
         print(f"wrote {args.csv}", file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.checkpoint import _atomic_write
+from ..train.atomic import atomic_write
 from .describe import describe
 from .weights import torch_state
 
@@ -34,5 +34,5 @@ def export_safetensors(model, path: str | os.PathLike[str], extra: dict | None =
     tensors = {k: np.ascontiguousarray(v) for k, v in torch_state(model).items()}
     data = save(tensors, metadata={"format": "pt", "minicoconv": json.dumps(info)})
     path = Path(path)
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
     return path

@@ -58,6 +58,11 @@ def _pad(a: np.ndarray, pad_width, value) -> np.ndarray:
     return np.pad(a, pad_width, constant_values=value)
 
 
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.matmul: (..., m, k) @ (..., k, n) -> (..., m, n), batch axes broadcast."""
+    return np.matmul(a, b)
+
+
 def _own(g: np.ndarray) -> np.ndarray:
     """g itself when it owns its C-contiguous, writeable memory, else a copy."""
     owns = g.base is None and g.flags.writeable and g.flags.c_contiguous
@@ -109,7 +114,7 @@ class ReferenceBackend(Backend):
     argmax = staticmethod(np.argmax)
 
     # linear algebra
-    matmul = staticmethod(np.matmul)
+    matmul = staticmethod(_matmul)
 
     # shape
     reshape = staticmethod(np.reshape)
