@@ -3,7 +3,9 @@
 A rank that stops while the others wait in a collective would leave them waiting for
 ever (MPI has no timeout). So every way out of a rank other than success (an exception,
 a non-zero exit status, argparse's SystemExit) prints that rank's message and calls
-MPI_Abort, which ends every process of the job with that status.
+MPI_Abort, which ends every process of the job with that status. The one exception is an
+orderly Ctrl-C: every rank stopped after the same step and rank 0 saved, so each simply
+exits with status 130.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from .world import MPIUnavailableError, World
 
 
 def run_under_mpi(train: Callable[[argparse.Namespace, World], int], args: argparse.Namespace) -> int:
-    """train(args, world) on this rank; its status if 0, else MPI_Abort(status) after printing why."""
+    """train(args, world) on this rank; its status if 0 or an orderly Ctrl-C (130), else MPI_Abort(status)."""
     try:
         world = World()
     except MPIUnavailableError as e:  # no collective has started: every rank can just exit
@@ -31,6 +33,8 @@ def run_under_mpi(train: Callable[[argparse.Namespace, World], int], args: argpa
         print(f"minicoconv train: rank {world.rank} of {world.size} failed:", file=sys.stderr)
         traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
         code = 130 if isinstance(e, KeyboardInterrupt) else 1
+    if code == 130 and world.stopped_together:  # Ctrl-C: every rank stopped after the same step, rank 0 saved
+        return code
     if code:
         print(f"minicoconv train: rank {world.rank} of {world.size} ended with status {code}: aborting every rank",
               file=sys.stderr)

@@ -165,3 +165,4 @@ class DistributedTrainer(Trainer):
             self.world.abort(130)
         super()._save_on_interrupt()
         self.world.barrier()
+        self.world.stopped_together = True

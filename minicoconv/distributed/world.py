@@ -37,6 +37,8 @@ class World:
         self.local_rank: int = node.Get_rank()
         self.local_size: int = node.Get_size()
         node.Free()
+        # set by the trainer when every rank stopped after the same step (Ctrl-C): no abort needed
+        self.stopped_together = False
 
     @property
     def is_root(self) -> bool:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import minicoconv  # noqa: F401  (first: it sets the thread-pool environment before NumPy loads)
 from minicoconv.bench.data_parallel import find_mpiexec
 
 ROOT = Path(__file__).resolve().parents[2]

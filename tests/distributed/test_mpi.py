@@ -6,11 +6,16 @@ Every run has a timeout, so a hang fails the test.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from tests.distributed.mpi import describe, needs_mpi, run
+from tests.distributed.mpi import MPIEXEC, ROOT, describe, environment, needs_mpi, run
 
 pytestmark = [needs_mpi, pytest.mark.mpi]
 SCRIPTS = "tests/distributed/mpi_scripts"
@@ -89,3 +94,40 @@ def test_bench_reports_scaling(tmp_path):
     assert [r["ranks"] for r in rows] == [1, 2]
     assert rows[0]["efficiency"] == 1.0 and rows[1]["allreduce_ms"] > 0
     assert "efficiency" in done.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_mpiexec_stops_every_rank_after_one_step_and_saves(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to mpiexec's process group): all ranks finish the same step, rank 0 saves,
+    the job exits with 130 without MPI_Abort, and the checkpoint resumes."""
+    folder = tmp_path / "run"
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "minicoconv.cli.main", "train", "--model", "resnet18",
+           "--synthetic", "--synthetic-train", "16", "--synthetic-test", "8", "--batch-size", "8", "--epochs", "1000",
+           "--sync-bn", "--no-progress", "--out", str(folder)]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                           cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while job.poll() is None and time.monotonic() < deadline and not (folder / "last.npz").exists():
+            time.sleep(0.5)  # the first epoch (2 steps) has ended once last.npz exists
+        assert job.poll() is None, "the job ended before it could be interrupted"
+        time.sleep(1.0)
+        os.killpg(job.pid, signal.SIGINT)
+        out, err = job.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        out, err = job.communicate()
+        pytest.fail(f"the job did not end within 120 s of Ctrl-C (hung?)\n{err[-3000:]}")
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.communicate()
+    assert job.returncode == 130, f"exit {job.returncode}\n{out[-2000:]}\n{err[-3000:]}"
+    assert "Interrupted at epoch" in out and "aborting every rank" not in err, f"{out[-2000:]}\n{err[-3000:]}"
+    saved = np.load(folder / "last.npz")
+    assert int(saved["global_step"]) >= 2, "the save is after the last completed step (one epoch is 2 steps)"
+    epochs = len(_metrics(folder))  # completed epochs; the interrupted one is finished by the resume
+    done = run(["-m", "minicoconv.cli.main", "train", "--out", str(folder), "--resume", "--epochs",
+                str(epochs + 1)], ranks=2, timeout=600)
+    assert done.returncode == 0, describe(done)
+    assert len(_metrics(folder)) == epochs + 1

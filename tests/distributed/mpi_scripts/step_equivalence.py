@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-import minicoconv  # noqa: F401  (first: it sets the thread-pool environment)
+import minicoconv  # noqa: F401
 from minicoconv import optim
 from minicoconv import random as R
 from minicoconv.distributed.gradients import GradientAllreduce
