@@ -8,7 +8,8 @@ launcher bound to fewer cores uses those; a count set in the environment
 GPU: rank r on a node takes that node's GPU local_rank mod (GPUs it can see). With SLURM's
 --gpus-per-task (or CUDA_VISIBLE_DEVICES set per rank) every rank sees one GPU, index 0.
 The choice must be made before anything creates a CUDA context, so it runs before the
-CUDA backend is first loaded. Not exercised on the 2-core CI machine (no GPU there).
+CUDA backend is first loaded. Tested with two ranks under numba's CUDA simulator (one simulated
+GPU, shared); not yet on a machine with several GPUs.
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def select_local_gpu(local_rank: int) -> int:
         return 0  # the CUDA backend's own check then says what is missing
     if not cuda.is_available():
         return 0
-    from ..backend.cuda.memory import install_pool
+    from ..backend.cuda.device import SIMULATOR
 
-    install_pool()  # before the first context: contexts keep the memory manager they start with
+    if not SIMULATOR:  # the simulator has no memory managers
+        from ..backend.cuda.memory import install_pool
+
+        install_pool()  # before the first context: contexts keep the memory manager they start with
     index = local_gpu_index(local_rank, len(cuda.gpus))
     cuda.select_device(index)
     try:

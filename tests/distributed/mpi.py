@@ -32,15 +32,16 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], ranks: int | None = None, timeout: float = 300, cwd: Path | None = None
-        ) -> subprocess.CompletedProcess:
-    """`python ARGS` (ranks None) or `mpiexec -n RANKS python ARGS`; pytest.fail if it outlives `timeout`."""
+def run(args: list[str], ranks: int | None = None, timeout: float = 300, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python ARGS` (ranks None) or `mpiexec -n RANKS python ARGS`, with `env` added to the environment;
+    pytest.fail if it outlives `timeout`."""
     cmd = [sys.executable, *args]
     if ranks is not None:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment(),
-                              cwd=cwd or ROOT)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env={**environment(), **(env or {})}, cwd=cwd or ROOT)
     except subprocess.TimeoutExpired as e:
         out = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
         pytest.fail(f"{' '.join(cmd)} did not end within {timeout} s (hung?)\n--- stderr ---\n{out[-3000:]}")

@@ -5,6 +5,7 @@ Every run has a timeout, so a hang fails the test.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -27,6 +28,17 @@ def test_data_parallel_steps_equal_one_process_in_float64(ranks, batch, extra):
     """2 SGD steps: losses, weights, momentum, BN statistics, generator to 1e-10 (and differ without --sync-bn)."""
     done = run([f"{SCRIPTS}/step_equivalence.py", str(batch), *extra], ranks=ranks, timeout=240)
     assert done.returncode == 0, describe(done)
+
+
+@pytest.mark.slow
+def test_cuda_ranks_take_their_gpu_and_equal_one_cpu_process_under_the_simulator():
+    """--device cuda with 2 ranks: GPU selection before the backend loads, host-staged allreduce, sync-BN on
+    device arrays; float64 steps equal one CPU process to 1e-10 (numba's CUDA simulator, one shared GPU)."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        pytest.skip('numba\'s CUDA target is not installed: pip install "minicoconv[cuda12]"')
+    done = run([f"{SCRIPTS}/cuda_ranks.py"], ranks=2, timeout=600, env={"NUMBA_ENABLE_CUDASIM": "1"})
+    assert done.returncode == 0, describe(done)
+    assert done.stdout.count("GPU 0, worst relative difference") == 2, describe(done)
 
 
 @pytest.mark.parametrize("how", ["raise", "exit"])
