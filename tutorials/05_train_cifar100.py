@@ -185,11 +185,13 @@ def the_trainer(model, train, test, args, run_dir: Path):
     print(f"(an untrained network: loss ln 100 = {np.log(100):.3f}, top-1 1%)")
     check((run_dir / "last.npz").exists() and (run_dir / "metrics.jsonl").exists(), "last.npz and metrics.jsonl")
     first, last = result.history[0], result.final
-    check(last["train_loss"] < first["train_loss"],
-          f"the training loss fell from {first['train_loss']:.3f} to {last['train_loss']:.3f}")
     if args.expect_learning:
+        check(last["train_loss"] < first["train_loss"],
+              f"the training loss fell from {first['train_loss']:.3f} to {last['train_loss']:.3f}")
         check(last["train_loss"] < np.log(100), "and it is below an untrained network's ln 100")
         check(last["test_top1"] > 5.0, f"test top-1 {last['test_top1']:.1f}% is well above chance (1%)")
+    else:
+        print("(--quick: a handful of steps show the mechanics; they are too few to judge learning)")
     if args.plots is not None:
         from minicoconv.cli.plot import plot_curves
 
