@@ -36,6 +36,7 @@ import numpy as np
 
 import minicoconv as mc
 from minicoconv import nn, summary
+from minicoconv.bench.profile import op_profile
 from minicoconv.bench.timing import measure_interleaved
 from minicoconv.nn import functional as F
 
@@ -337,21 +338,56 @@ def costs(channels: int, size: int, batch: int, repeats: int) -> None:
     print(f"- fused, CoConv runs one aggregated kernel per image: {rows['CoConv'][2] / static_macs:.3f}x the static "
           "MACs (building the kernels costs n * |W| per image).")
     print(f"- measured, fused CoConv took {co_ms / static_ms:.1f}x the static time (minimum of the repeats) and the")
-    print(f"  eval-mode training form {co_train_ms / static_ms:.1f}x: time ratios are not MAC ratios. The reasons:")
-    print("  * the static layer is one im2col and ONE large GEMM over the whole batch, which BLAS runs near")
-    print("    its peak. The fused layer first builds a kernel per image (n * |W| multiply-adds that read")
-    print("    every expert weight once per image: memory-bound, not compute-bound), then convolves each")
-    print("    image with its own kernel, so a kernel entry is reused only over that image's pixels")
-    print("    (minicoconv/ops/dynamic_conv.py, minicoconv/backend/cpu/mixture_aggregate.py,")
-    print("    per_sample_conv.py, mixture_conv.py);")
-    print("  * the routing branch (pooling, three 1x1/depthwise convs, a sigmoid) is a dozen small ops whose")
-    print("    cost is per-call overhead, not MACs; at small maps and batches it is a visible share.")
+    print(f"  eval-mode training form {co_train_ms / static_ms:.1f}x: time ratios are not MAC ratios. Why:")
+    why_time_is_not_macs(layers["static"], layers["CoConv"], x, repeats)
+    check(rows["CoConv"][2] < 1.15 * static_macs, "fused CoConv does only slightly more MACs than the static conv")
+    check(rows["CoConv"][1] > 3.5 * static_macs, "training-form CoConv does about n times the static MACs")
+
+
+def why_time_is_not_macs(static: nn.Module, coconv: nn.Module, x: mc.Tensor, repeats: int) -> None:
+    """Split fused CoConv's time into routing, kernel building and the per-image convolutions, measured."""
+    # Engine: minicoconv/bench/profile.py times every op's forward for one call; the mixed-kernel
+    # op is DynamicConv2d (minicoconv/ops/dynamic_conv.py -> minicoconv/backend/cpu/mixture_aggregate.py,
+    # per_sample_conv.py and, for small maps, mixture_conv.py).
+    fused = nn.fuse(coconv)
+    with mc.no_grad():
+        fused(x)  # warm-up
+        profile = op_profile(lambda: fused(x))
+        # The same per-image kernels, built beforehand with NumPy, so that only the convolution is timed.
+        a, _ = coconv.expert_affine()
+        r = coconv.routing_weights(x).numpy()
+        kernels = mc.tensor(np.einsum("bnc,nc...->bc...", r * a, coconv.weight.numpy()).astype(np.float32))
+        times = measure_interleaved({"static": lambda: static(x),
+                                     "per-image": lambda: F.per_sample_conv2d(x, kernels, padding=1)},
+                                    repeats=repeats, warmup=1)
+    total = sum(p.seconds for p in profile)
+    mixed = sum(p.seconds for p in profile if p.op == "DynamicConv2d")
+    t_static, t_per_image = times["static"].min_ms / 1e3, times["per-image"].min_ms / 1e3
+    print(f"  one fused CoConv forward, op by op ({total * 1e3:.1f} ms):")
+    for p in profile[:4]:
+        print(f"    {p.op:<20} {p.calls:>2} call(s) {p.seconds * 1e3:>8.2f} ms {100 * p.seconds / total:5.1f}%")
+    print(f"  * routing branch (every op but DynamicConv2d): {100 * (1 - mixed / total):.0f}% of the time for under")
+    print("    1% of the MACs: a dozen small ops (pooling, 1x1 and depthwise convs, sigmoid) cost per call.")
+    print(f"  * the same convolution with per-image kernels given: {t_per_image * 1e3:.2f} ms against "
+          f"{t_static * 1e3:.2f} ms for ONE shared kernel")
+    print(f"    ({t_per_image / t_static:.1f}x for the same MACs). A shared kernel is one GEMM over the whole batch;")
+    print("    per-image kernels are one GEMM per image, (C' x C k k) @ (C k k x H'W'), each kernel entry")
+    skinny = ("BLAS runs such skinny products below peak" if t_per_image > 1.1 * t_static
+              else "at these sizes that costs little")
+    print(f"    reused over only H'W' = {x.shape[2] * x.shape[3]} pixels: {skinny}.")
+    building = max(mixed - t_per_image, 0.0)
+    print("  * building the kernels inside DynamicConv2d: n * |W| multiply-adds per image, but each reads")
+    print("    an expert weight and writes a kernel entry, under one multiply-add per float moved, so memory")
+    print(f"    bandwidth, not arithmetic, sets its pace: about {building * 1e3:.1f} ms of DynamicConv2d's "
+          f"{mixed * 1e3:.1f} ms")
+    print("    (its time minus the per-image convolution's; two different calls, so this split is rough).")
+    parts = {"the routing branch": total - mixed, "building the kernels": building,
+             "the per-image convolutions": min(t_per_image, mixed)}
+    print(f"  Here the largest part is {max(parts, key=parts.get)}; on your machine it may differ.")
     print("  So the fused form is about as cheap as a static convolution in arithmetic, and a small multiple")
     print("  of it in time on a CPU. Whether it also beats the eval-mode training form (n convolutions in")
     print("  one GEMM, then BN and a weighted sum) in time depends on the sizes: compare the two CoConv")
-    print("  columns here, and `minicoconv bench --model resnet18 --conv coconv` for a whole network.")
-    check(rows["CoConv"][2] < 1.15 * static_macs, "fused CoConv does only slightly more MACs than the static conv")
-    check(rows["CoConv"][1] > 3.5 * static_macs, "training-form CoConv does about n times the static MACs")
+    print("  columns above, and `minicoconv bench --model resnet18 --conv coconv` for a whole network.")
 
 
 # ---------------------------------------------------------------------------------------

@@ -268,7 +268,7 @@ def evaluating(model, fused, test, args, run_dir: Path) -> None:
     print(f"  minicoconv plot {run_dir}         # writes {run_dir / 'curves.png'}")
     print(f"  minicoconv inspect {run_dir}      # what the routing learned, per layer and per class")
     print(f"  minicoconv eval {run_dir / 'best.npz'} --fused")
-    print("The same training from the command line (the README's demo uses more images):")
+    print("The same training from the command line (the README's demo runs it on 4,000 images):")
     print(f"  minicoconv train --model {args.model} --conv coconv --experts {args.experts} --synthetic "
           f"--synthetic-train {args.train_images} --synthetic-test {args.test_images} --epochs {args.epochs} "
           f"--batch-size {args.batch_size} --lr {args.lr} --out runs/demo")
