@@ -65,6 +65,7 @@ def new_figure(width: float, height: float):
 # ---------------------------------------------------------------------------------------
 def tensors_and_broadcasting() -> None:
     section(1, "Tensors, dtypes and broadcasting")
+    # Engine: minicoconv/tensor.py (Tensor), creation.py (tensor, zeros, randn), dtypes.py (the rules).
 
     # A Tensor wraps an n-d array (a NumPy array on the CPU, in `.data`) plus autodiff state.
     a = mc.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
@@ -198,6 +199,8 @@ def broadcasting_in_reverse() -> None:
 # ---------------------------------------------------------------------------------------
 def tiny_learning_loop(steps: int, plots: Path | None = None) -> None:
     section(5, "A tiny learning loop: fitting a line by gradient descent")
+    # Engine: the ops used here are in minicoconv/ops/elementwise.py and reduce.py; minicoconv.optim.SGD
+    # (minicoconv/optim/sgd.py) does this update for whole models.
 
     # Data: y = 3x - 2 plus a little noise. mc.manual_seed makes the run reproducible.
     mc.manual_seed(0)

@@ -95,6 +95,7 @@ def conv2d_loops(x, w, b=None, stride=1, padding=0, dilation=1):
 
 def the_definition() -> None:
     section(1, "The definition: six nested loops")
+    # Engine: minicoconv/backend/reference/conv.py is the plain-NumPy convolution every kernel is tested against.
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     w = np.array([[[[1.0, 0, -1], [2, 0, -2], [1, 0, -1]]]])     # a Sobel filter: horizontal gradient
     print("x (1, 1, 4, 4):\n", x[0, 0])
@@ -247,6 +248,8 @@ def time_numba(x: mc.Tensor, w: mc.Tensor, repeats: int, **conv_args) -> tuple[f
 
 def timings(quick: bool) -> None:
     section(4, "What it buys: loops vs im2col (NumPy) vs our Numba kernel")
+    # Engine: minicoconv/backend/cpu/conv_kernels.py (the blocked Numba kernel) and blas.py (the GEMM call);
+    # the timer is minicoconv/bench/timing.py, the one `minicoconv bench` uses.
     sizes = {"small": ((2, 3, 8, 8), (4, 3, 3, 3)), "medium": ((4, 8, 16, 16), (16, 8, 3, 3))}
     if not quick:
         sizes["large"] = ((8, 32, 32, 32), (64, 32, 3, 3))      # too slow for the loops: skipped there
@@ -293,6 +296,8 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0, dilation=1):
 
 def backward_as_gemms() -> None:
     section(5, "The backward pass: two GEMMs and a col2im")
+    # Engine: Conv2d.backward in minicoconv/ops/conv.py -> conv2d_backward in minicoconv/backend/cpu/conv_kernels.py,
+    # col2im in minicoconv/backend/cpu/im2col.py.
     # Forward:  Y = W @ cols  (per image: (C', K) @ (K, L)), then reshape.
     # Given G = dLoss/dY (C', L), the matrix-product rule gives
     #   dW    = G @ cols^T                   (C', L) @ (L, K) -> (C', K), summed over images
@@ -343,6 +348,8 @@ def backward_as_gemms() -> None:
 # ---------------------------------------------------------------------------------------
 def groups_and_depthwise(quick: bool) -> None:
     section(6, "Groups and depthwise convolutions")
+    # Engine: grouped GEMMs in minicoconv/backend/cpu/conv_kernels.py, the direct depthwise kernel in
+    # minicoconv/backend/cpu/depthwise.py.
     rng = np.random.default_rng(2)
     # groups=G splits the C input channels and the C' output channels into G groups; output group g
     # sees only input group g. The weight is (C', C/G, k, k): each kernel spans C/G channels.

@@ -91,6 +91,8 @@ def plane(t) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 def max_pooling() -> None:
     section(1, "Max pooling: the gradient goes to the argmax")
+    # Engine: MaxPool2d in minicoconv/ops/pool.py -> minicoconv/backend/cpu/pool_kernels.py (Numba),
+    # minicoconv/backend/reference/pool.py (NumPy).
     xv = np.array([[1.0, 3, 2, 0], [4, 2, 1, 5], [0, 1, 7, 6], [2, 8, 3, 1]]).reshape(1, 1, 4, 4)
     x = mc.tensor(xv, requires_grad=True)
     y = F.max_pool2d(x, 2)                          # 2x2 windows, stride 2 (the default stride = kernel)
@@ -130,6 +132,7 @@ def max_pooling() -> None:
 # ---------------------------------------------------------------------------------------
 def average_pooling() -> None:
     section(2, "Average pooling: the gradient is shared evenly")
+    # Engine: AvgPool2d in minicoconv/ops/pool.py -> minicoconv/backend/cpu/pool_kernels.py.
     x = mc.tensor(np.arange(16.0).reshape(1, 1, 4, 4), requires_grad=True)
     y = F.avg_pool2d(x, 2)
     print("avg_pool2d(x, 2):\n", plane(y))
@@ -161,6 +164,7 @@ def adaptive_bins(length: int, n_bins: int) -> list[tuple[int, int]]:
 
 def adaptive_pooling() -> None:
     section(3, "Adaptive average pooling: a fixed output size from any input size")
+    # Engine: AdaptiveAvgPool2d in minicoconv/ops/pool.py -> minicoconv/backend/cpu/adaptive_pool_kernels.py.
     # You ask for the output size; the windows ("bins") follow from it. Bin j of an axis of length
     # L into o bins spans [floor(j L / o), ceil((j+1) L / o)). The bins cover the whole axis; they
     # overlap when o does not divide L, and when o > L several bins repeat the same pixels.
@@ -199,6 +203,8 @@ def adaptive_pooling() -> None:
 # ---------------------------------------------------------------------------------------
 def batch_norm_forward() -> None:
     section(4, "Batch norm forward: training vs eval")
+    # Engine: minicoconv/nn/layers/norm.py (BatchNorm2d, its buffers) and minicoconv/ops/norm.py ->
+    # minicoconv/backend/cpu/norm_kernels.py (one fused pass per channel).
     # Per channel c, over its M = N*H*W values:
     #   training:  mu_c, var_c = mean and (biased) variance of THIS batch
     #   eval:      mu_c, var_c = the running estimates kept in buffers
@@ -256,6 +262,8 @@ def batch_norm_backward_by_hand(g, x, weight, eps):
 
 def batch_norm_backward() -> None:
     section(5, "Batch norm backward, derived and checked")
+    # Engine: the backward of minicoconv/ops/norm.py -> minicoconv/backend/cpu/norm_kernels.py;
+    # minicoconv/backend/reference/norm.py writes the same formula in NumPy.
     # The derivation is in the docstring of batch_norm_backward_by_hand (read it first). The point
     # to notice: in training, every output depends on EVERY input of its channel through mu and
     # var, so dx is not just g * weight * r -- two correction terms remove the gradient's mean and
@@ -291,6 +299,8 @@ def batch_norm_backward() -> None:
 # ---------------------------------------------------------------------------------------
 def running_statistics(steps: int, plots: Path | None = None) -> None:
     section(6, "Running statistics: an exponential moving average")
+    # Engine: the running-statistics update in minicoconv/ops/norm.py (BatchNorm2d keeps the buffers,
+    # minicoconv/nn/layers/norm.py; the CPU kernel is minicoconv/backend/cpu/norm_kernels.py).
     # After every training forward, per channel:
     #   running_mean = (1 - momentum) * running_mean + momentum * batch_mean
     #   running_var  = (1 - momentum) * running_var  + momentum * batch_var * M / (M - 1)
