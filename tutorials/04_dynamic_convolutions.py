@@ -115,7 +115,8 @@ def static_vs_dynamic(channels: int, size: int, plots: Path | None = None) -> No
             ax.set_title(f"expert W_{i}", fontsize=9)
         for b, ax in enumerate(axes[1][:3]):
             ax.imshow(kernels[b, 0, 0], cmap="RdBu_r", vmin=lo, vmax=hi)
-            ax.set_title(f"image {b}: r = {np.round(r.numpy()[b], 2)}", fontsize=7)
+            ax.set_title(f"image {b}", fontsize=9)
+            ax.set_xlabel(f"r = {np.round(r.numpy()[b], 2)}", fontsize=7)
         axes[1][3].axis("off")
         for ax in axes.ravel():
             ax.set_xticks([])
@@ -229,6 +230,8 @@ def routing_per_sample(channels: int, size: int, plots: Path | None = None) -> N
             image = ax.imshow(r[b], cmap="viridis", aspect="auto", vmin=r.min(), vmax=r.max())
             ax.set_ylabel(name, fontsize=8)
             ax.set_yticks(range(n), [f"e{i}" for i in range(n)], fontsize=7)
+            if b < len(names) - 1:
+                ax.set_xticks([])
         axes[-1].set_xlabel("output channel")
         fig.colorbar(image, ax=list(axes))
         fig.suptitle("CoConv's per-channel gates r[b, expert, channel]: one weight per expert AND channel")
