@@ -5,7 +5,7 @@
     (x * x).sum().backward()        # x.grad == 2 x
 """
 
-from . import nn
+from . import nn, optim
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .dtypes import bool_, float32, float64, int32, int64
@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "abs", "arange", "blas_threads", "bool_", "cat", "concatenate", "enable_grad", "exp", "float32",
     "float64", "full", "get_num_threads", "get_rng_state", "int32", "int64", "is_grad_enabled", "log",
-    "log_softmax", "manual_seed", "matmul", "maximum", "minimum", "nn", "no_grad", "ones", "ones_like", "pad",
+    "log_softmax", "manual_seed", "matmul", "maximum", "minimum", "nn", "no_grad", "optim", "ones", "ones_like", "pad",
     "rand", "randn", "relu", "set_blas_threads", "set_num_threads", "set_rng_state", "sigmoid", "softmax", "sqrt",
     "stack", "tanh", "tensor", "where", "zeros", "zeros_like",
 ]

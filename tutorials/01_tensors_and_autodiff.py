@@ -3,7 +3,9 @@
 How to run it, from the repository root:
 
     python tutorials/01_tensors_and_autodiff.py           # the whole lesson (a few seconds)
-    python tutorials/01_tensors_and_autodiff.py --quick   # fewer training steps (what the tests run)
+    python tutorials/01_tensors_and_autodiff.py --quick --plots out   # fewer steps, a picture in out/ (the tests)
+
+Or from a notebook: `main(["--quick"])`, or call the section functions one by one.
 
 What you will learn, one printed section each:
 
@@ -11,15 +13,19 @@ What you will learn, one printed section each:
 2. The recorded graph: every op leaves a node (`t._ctx`) pointing at its inputs.
 3. `backward()` and `.grad`: reverse-mode differentiation, checked against calculus by hand.
 4. Broadcasting in reverse: why the gradient of a (1, 4) bias added to (3, 4) sums over rows.
-5. A tiny learning loop: fit a line with plain gradient descent on `p.data`.
+5. A tiny learning loop: fit a line with plain gradient descent on `p.data` (picture: the loss).
 6. Gradient checking: `minicoconv.testing.gradcheck`, and what it says about a broken op.
 
 Read the code alongside the output: each printed line is produced by the code just above it.
+The engine behind it: minicoconv/tensor.py (the Tensor), minicoconv/autograd/function.py (an op's
+forward and backward side by side), minicoconv/autograd/engine.py (the backward walk),
+minicoconv/ops/ (every differentiable op) and minicoconv/testing.py (gradcheck).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -39,9 +45,27 @@ def check(condition: bool, what: str) -> None:
     print(f"  [ok] {what}")
 
 
+def save_figure(fig, plots: Path | None, name: str) -> None:
+    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
+    if plots is None:
+        return
+    plots.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
+    print(f"  picture: {plots / name}")
+
+
+def new_figure(width: float, height: float):
+    # matplotlib.figure.Figure draws without pyplot: no GUI backend is chosen or changed, so
+    # this works the same in a terminal, under the tests and inside a notebook.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
 # ---------------------------------------------------------------------------------------
 def tensors_and_broadcasting() -> None:
     section(1, "Tensors, dtypes and broadcasting")
+    # Engine: minicoconv/tensor.py (Tensor), creation.py (tensor, zeros, randn), dtypes.py (the rules).
 
     # A Tensor wraps an n-d array (a NumPy array on the CPU, in `.data`) plus autodiff state.
     a = mc.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
@@ -96,6 +120,8 @@ def print_graph(t: mc.Tensor, names: dict, prefix: str = "", last: bool = True, 
 
 def the_recorded_graph() -> None:
     section(2, "The recorded graph")
+    # Engine: Function.apply records a Context (minicoconv/autograd/function.py); no_grad is in
+    # minicoconv/autograd/grad_mode.py.
 
     x = mc.tensor([0.5, -1.0, 2.0], requires_grad=True)
     w = mc.tensor([1.5, 0.5, -0.25], requires_grad=True)
@@ -120,6 +146,8 @@ def the_recorded_graph() -> None:
 # ---------------------------------------------------------------------------------------
 def backward_and_grad() -> None:
     section(3, "backward() and .grad")
+    # Engine: minicoconv/autograd/engine.py (topological order, one backward per node) and each
+    # op's backward in minicoconv/ops/ (elementwise.py holds tanh, mul, add).
 
     # Same function as in section 2, in float64 so we can compare with calculus exactly.
     xv, wv, bv = np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.5, -0.25]), 0.1
@@ -149,6 +177,8 @@ def backward_and_grad() -> None:
 # ---------------------------------------------------------------------------------------
 def broadcasting_in_reverse() -> None:
     section(4, "Broadcasting in reverse: gradients of broadcast operands")
+    # Engine: the one place that sums gradients back to an input's shape is in
+    # minicoconv/autograd/engine.py.
 
     x = mc.tensor(np.arange(12.0).reshape(3, 4))                    # a batch of 3 rows, constant
     bias = mc.tensor(np.zeros((1, 4)), requires_grad=True)          # one bias per column
@@ -167,8 +197,10 @@ def broadcasting_in_reverse() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def tiny_learning_loop(steps: int) -> None:
+def tiny_learning_loop(steps: int, plots: Path | None = None) -> None:
     section(5, "A tiny learning loop: fitting a line by gradient descent")
+    # Engine: the ops used here are in minicoconv/ops/elementwise.py and reduce.py; minicoconv.optim.SGD
+    # (minicoconv/optim/sgd.py) does this update for whole models.
 
     # Data: y = 3x - 2 plus a little noise. mc.manual_seed makes the run reproducible.
     mc.manual_seed(0)
@@ -194,6 +226,14 @@ def tiny_learning_loop(steps: int) -> None:
 
     check(losses[-1] < 0.05 * losses[0], f"the loss fell from {losses[0]:.3f} to {losses[-1]:.4f}")
     check(abs(w.item() - 3) < 0.3 and abs(b.item() + 2) < 0.3, "w is near 3 and b near -2")
+    if plots is not None:
+        fig = new_figure(5, 3)
+        ax = fig.subplots()
+        ax.semilogy(losses)
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean squared error")
+        ax.set_title("fitting y = 3x - 2 by gradient descent")
+        save_figure(fig, plots, "01_line_fit_loss.png")
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,6 +253,7 @@ class BrokenSquare(Function):
 
 def gradient_checking() -> None:
     section(6, "Gradient checking")
+    # Engine: minicoconv/testing.py (gradcheck, and gradcheck_module for a layer's parameters).
 
     # gradcheck compares each analytic gradient with central finite differences,
     #   d<f(x), R>/dx_j ~ (<f(x + eps e_j), R> - <f(x - eps e_j), R>) / (2 eps),
@@ -236,16 +277,17 @@ def gradient_checking() -> None:
         raise SystemExit("gradcheck should have caught BrokenSquare")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer training steps (used by the test suite)")
-    args = parser.parse_args()
+    parser.add_argument("--plots", metavar="DIR", type=Path, help="write the picture (PNG) to DIR")
+    args = parser.parse_args(argv)
 
     tensors_and_broadcasting()
     the_recorded_graph()
     backward_and_grad()
     broadcasting_in_reverse()
-    tiny_learning_loop(steps=80 if args.quick else 200)
+    tiny_learning_loop(steps=80 if args.quick else 200, plots=args.plots)
     gradient_checking()
     print("\nDone: tensors, graphs, backward, un-broadcasting, a training loop and gradcheck.")
 

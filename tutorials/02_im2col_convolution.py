@@ -3,12 +3,15 @@
 How to run it, from the repository root:
 
     python tutorials/02_im2col_convolution.py           # the whole lesson (about ten seconds)
-    python tutorials/02_im2col_convolution.py --quick   # skips the slowest timing (what the tests run)
+    python tutorials/02_im2col_convolution.py --quick --plots out   # skips the slowest timing (the tests)
+
+Or from a notebook: `main(["--quick"])`, or call the section functions one by one.
 
 What you will learn, one printed section each:
 
 1. The definition: a 2-d convolution (strictly, a cross-correlation) as six nested loops.
-2. im2col: copy every receptive field into one column; printed for a tiny 4x4 image.
+2. im2col: copy every receptive field into one column; printed for a tiny 4x4 image
+   (picture: the image and its column matrix).
 3. Convolution = GEMM + reshape: W (C', C k k) @ cols (C k k, OH OW) -> (C', OH, OW),
    checked against the loops and against `minicoconv.nn.functional.conv2d`.
 4. What it buys: timings of the loops, im2col in NumPy, and our Numba kernel.
@@ -19,6 +22,9 @@ What you will learn, one printed section each:
 Shapes throughout: x (N, C, H, W), weight (C', C/groups, kh, kw), y (N, C', OH, OW) with
 OH = (H + 2 ph - dh (kh - 1) - 1) // sh + 1 (likewise OW). docs/performance.md says how
 the engine's kernels lay this out for speed; this lesson is the idea, in plain NumPy.
+The engine's files: minicoconv/ops/conv.py (the differentiable op), minicoconv/backend/cpu/
+im2col.py, conv_kernels.py, blas.py and depthwise.py (Numba), minicoconv/backend/reference/conv.py
+(the plain-NumPy twin every kernel is tested against).
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import time
+from pathlib import Path
 
 import numba
 import numpy as np
 
 import minicoconv as mc
+from minicoconv.bench.timing import measure_interleaved
 from minicoconv.nn import functional as F
 
 
@@ -44,6 +51,15 @@ def check(condition: bool, what: str) -> None:
     if not condition:
         raise SystemExit(f"CHECK FAILED: {what}")
     print(f"  [ok] {what}")
+
+
+def save_figure(fig, plots: Path | None, name: str) -> None:
+    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
+    if plots is None:
+        return
+    plots.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
+    print(f"  picture: {plots / name}")
 
 
 def out_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:
@@ -79,6 +95,7 @@ def conv2d_loops(x, w, b=None, stride=1, padding=0, dilation=1):
 
 def the_definition() -> None:
     section(1, "The definition: six nested loops")
+    # Engine: minicoconv/backend/reference/conv.py is the plain-NumPy convolution every kernel is tested against.
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     w = np.array([[[[1.0, 0, -1], [2, 0, -2], [1, 0, -1]]]])     # a Sobel filter: horizontal gradient
     print("x (1, 1, 4, 4):\n", x[0, 0])
@@ -127,8 +144,9 @@ def conv2d_im2col(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return y if b is None else y + b.reshape(1, -1, 1, 1)
 
 
-def im2col_by_hand() -> None:
+def im2col_by_hand(plots: Path | None = None) -> None:
     section(2, "im2col: one column per receptive field")
+    # Engine: minicoconv/backend/cpu/im2col.py (block by block, in cache) and conv_kernels.py.
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     cols = im2col(x, 3, 3)
     print("x:\n", x[0, 0])
@@ -139,6 +157,22 @@ def im2col_by_hand() -> None:
     check(np.array_equal(cols[0][:, 3], x[0, 0, 1:, 1:].ravel()), "column 3 is the bottom-right window")
     print("The 4x4 image has 16 values; the columns hold 36: each interior pixel is copied into up to")
     print("kh*kw = 9 columns. That memory is the price of turning the convolution into one GEMM.")
+    if plots is not None:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend is chosen or changed
+
+        fig = Figure(figsize=(8, 4))
+        left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1]})
+        left.imshow(x[0, 0], cmap="viridis")
+        for (i, j), v in np.ndenumerate(x[0, 0]):
+            left.text(j, i, f"{v:.0f}", ha="center", va="center", color="w", fontsize=9)
+        left.set_title("x: a 4x4 image")
+        right.imshow(cols[0], cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(cols[0]):
+            right.text(j, i, f"{v:.0f}", ha="center", va="center", color="w", fontsize=7)
+        right.set_title("im2col(x, 3x3): (9 taps, 4 windows)")
+        right.set_xlabel("output pixel (window)")
+        right.set_ylabel("kernel tap")
+        save_figure(fig, plots, "02_im2col_matrix.png")
 
     # The engine's Numba im2col produces the same matrix (same row order).
     from minicoconv.backend.cpu.conv_kernels import im2col as numba_im2col
@@ -152,6 +186,8 @@ def im2col_by_hand() -> None:
 
 def conv_as_gemm() -> None:
     section(3, "Convolution = GEMM + reshape")
+    # Engine: minicoconv/ops/conv.py (Conv2d Function) -> CPUBackend.conv2d_forward in
+    # minicoconv/backend/cpu/backend.py -> conv_kernels.py and blas.py (one sgemm/dgemm call).
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 5))
     w = rng.standard_normal((4, 3, 3, 3))
@@ -183,15 +219,11 @@ def conv_as_gemm() -> None:
 # ---------------------------------------------------------------------------------------
 # 4. Timings
 # ---------------------------------------------------------------------------------------
-def best_of(fn, repeats: int) -> float:
-    """The fastest of `repeats` timed calls, after one warm-up call (JIT cache load, first-touch memory)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def timed(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function: one untimed warm-up call each (Numba loads its
+    compiled kernels, memory is touched), then `repeats` calls, round-robin so that a burst of
+    load from other programs slows all of them alike (minicoconv/bench/timing.py)."""
+    return {name: t.median_ms / 1e3 for name, t in measure_interleaved(fns, repeats=repeats, warmup=1).items()}
 
 
 @contextlib.contextmanager
@@ -205,30 +237,33 @@ def numba_threads(n: int):
 
 
 def time_numba(x: mc.Tensor, w: mc.Tensor, repeats: int, **conv_args) -> tuple[float, float]:
-    """F.conv2d's time with all of Numba's threads and with one."""
+    """F.conv2d's median time with all of Numba's threads and with one."""
     call = functools.partial(F.conv2d, x, w, **conv_args)
     with mc.no_grad():
-        t_all = best_of(call, repeats)
+        t_all = timed({"all": call}, repeats)["all"]
         with numba_threads(1):
-            t_one = best_of(call, repeats)
+            t_one = timed({"one": call}, repeats)["one"]
     return t_all, t_one
 
 
 def timings(quick: bool) -> None:
     section(4, "What it buys: loops vs im2col (NumPy) vs our Numba kernel")
+    # Engine: minicoconv/backend/cpu/conv_kernels.py (the blocked Numba kernel) and blas.py (the GEMM call);
+    # the timer is minicoconv/bench/timing.py, the one `minicoconv bench` uses.
     sizes = {"small": ((2, 3, 8, 8), (4, 3, 3, 3)), "medium": ((4, 8, 16, 16), (16, 8, 3, 3))}
     if not quick:
         sizes["large"] = ((8, 32, 32, 32), (64, 32, 3, 3))      # too slow for the loops: skipped there
     rng = np.random.default_rng(0)
     threads = numba.get_num_threads()
-    print(f"float32, 3x3 kernel, padding 1; best of several runs.  Numba: {threads} thread(s) / 1 thread")
+    print(f"float32, 3x3 kernel, padding 1; median of several runs.  Numba: {threads} thread(s) / 1 thread")
+    print("(Timings depend on what else the machine is doing: rerun, and trust ratios of 10x more than 1.5x.)")
     print(f"{'size':7s} {'x':>16s} {'w':>15s} {'loops':>10s} {'im2col':>9s} {'Numba':>19s}")
     for name, (x_shape, w_shape) in sizes.items():
         x = rng.standard_normal(x_shape).astype(np.float32)
         w = rng.standard_normal(w_shape).astype(np.float32)
         run_loops = name == "small" or (name == "medium" and not quick)
-        t_loops = best_of(functools.partial(conv2d_loops, x, w, padding=1), 1) if run_loops else None
-        t_im2col = best_of(functools.partial(conv2d_im2col, x, w, padding=1), 5)
+        t_loops = timed({"loops": functools.partial(conv2d_loops, x, w, padding=1)}, 1)["loops"] if run_loops else None
+        t_im2col = timed({"im2col": functools.partial(conv2d_im2col, x, w, padding=1)}, 5)["im2col"]
         t_all, t_one = time_numba(mc.tensor(x), mc.tensor(w), 5, padding=1)
         loops = f"{t_loops * 1e3:8.1f}ms" if run_loops else "(skipped)"
         print(f"{name:7s} {str(x_shape):>16s} {str(w_shape):>15s} {loops:>10s} {t_im2col * 1e3:7.2f}ms "
@@ -261,6 +296,8 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0, dilation=1):
 
 def backward_as_gemms() -> None:
     section(5, "The backward pass: two GEMMs and a col2im")
+    # Engine: Conv2d.backward in minicoconv/ops/conv.py -> conv2d_backward in minicoconv/backend/cpu/conv_kernels.py,
+    # col2im in minicoconv/backend/cpu/im2col.py.
     # Forward:  Y = W @ cols  (per image: (C', K) @ (K, L)), then reshape.
     # Given G = dLoss/dY (C', L), the matrix-product rule gives
     #   dW    = G @ cols^T                   (C', L) @ (L, K) -> (C', K), summed over images
@@ -311,6 +348,8 @@ def backward_as_gemms() -> None:
 # ---------------------------------------------------------------------------------------
 def groups_and_depthwise(quick: bool) -> None:
     section(6, "Groups and depthwise convolutions")
+    # Engine: grouped GEMMs in minicoconv/backend/cpu/conv_kernels.py, the direct depthwise kernel in
+    # minicoconv/backend/cpu/depthwise.py.
     rng = np.random.default_rng(2)
     # groups=G splits the C input channels and the C' output channels into G groups; output group g
     # sees only input group g. The weight is (C', C/G, k, k): each kernel spans C/G channels.
@@ -338,18 +377,19 @@ def groups_and_depthwise(quick: bool) -> None:
     x32, w32 = x.astype(np.float32), w.astype(np.float32)
     repeats = 3 if quick else 20
     t_all, t_one = time_numba(mc.tensor(x32), mc.tensor(w32), repeats, padding=1, groups=c)
-    t_im2col = best_of(functools.partial(conv2d_im2col, x32, w32, padding=1, groups=c), repeats)
+    t_im2col = timed({"im2col": functools.partial(conv2d_im2col, x32, w32, padding=1, groups=c)}, repeats)["im2col"]
     print(f"  im2col + per-group GEMMs (NumPy) {t_im2col * 1e3:7.3f} ms;  direct Numba kernel "
           f"{t_all * 1e3:7.3f} ms ({numba.get_num_threads()} threads), {t_one * 1e3:7.3f} ms (1 thread)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the slowest timing (used by the test suite)")
-    args = parser.parse_args()
+    parser.add_argument("--plots", metavar="DIR", type=Path, help="write the picture (PNG) to DIR")
+    args = parser.parse_args(argv)
 
     the_definition()
-    im2col_by_hand()
+    im2col_by_hand(args.plots)
     conv_as_gemm()
     timings(args.quick)
     backward_as_gemms()

@@ -3,7 +3,9 @@
 How to run it, from the repository root:
 
     python tutorials/03_pooling_and_batchnorm.py           # the whole lesson (a few seconds)
-    python tutorials/03_pooling_and_batchnorm.py --quick   # fewer steps in the last section (what the tests run)
+    python tutorials/03_pooling_and_batchnorm.py --quick --plots out   # fewer steps, a picture in out/ (the tests)
+
+Or from a notebook: `main(["--quick"])`, or call the section functions one by one.
 
 What you will learn, one printed section each:
 
@@ -15,7 +17,11 @@ What you will learn, one printed section each:
 4. Batch norm forward: batch statistics in training, running statistics in eval.
 5. Batch norm backward: derived by hand, checked against autograd and with gradcheck.
 6. Running statistics: an exponential moving average with `momentum`, converging to
-   the data's mean and (unbiased) variance.
+   the data's mean and (unbiased) variance (picture: the running mean and variance).
+
+The engine behind it: minicoconv/ops/pool.py and minicoconv/ops/norm.py (forward and backward),
+minicoconv/backend/cpu/pool_kernels.py, adaptive_pool_kernels.py and norm_kernels.py (Numba),
+minicoconv/backend/reference/pool.py and norm.py (plain NumPy), minicoconv/nn/layers/norm.py.
 
 Shapes: x (N, C, H, W) throughout; pooling works on each (n, c) plane on its own, batch
 norm on each channel c over all its N*H*W values.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -45,6 +52,23 @@ def check(condition: bool, what: str) -> None:
     if not condition:
         raise SystemExit(f"CHECK FAILED: {what}")
     print(f"  [ok] {what}")
+
+
+def save_figure(fig, plots: Path | None, name: str) -> None:
+    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
+    if plots is None:
+        return
+    plots.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
+    print(f"  picture: {plots / name}")
+
+
+def new_figure(width: float, height: float):
+    # matplotlib.figure.Figure draws without pyplot: no GUI backend is chosen or changed, so
+    # this works the same in a terminal, under the tests and inside a notebook.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
 
 
 @contextlib.contextmanager
@@ -67,6 +91,8 @@ def plane(t) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 def max_pooling() -> None:
     section(1, "Max pooling: the gradient goes to the argmax")
+    # Engine: MaxPool2d in minicoconv/ops/pool.py -> minicoconv/backend/cpu/pool_kernels.py (Numba),
+    # minicoconv/backend/reference/pool.py (NumPy).
     xv = np.array([[1.0, 3, 2, 0], [4, 2, 1, 5], [0, 1, 7, 6], [2, 8, 3, 1]]).reshape(1, 1, 4, 4)
     x = mc.tensor(xv, requires_grad=True)
     y = F.max_pool2d(x, 2)                          # 2x2 windows, stride 2 (the default stride = kernel)
@@ -106,6 +132,7 @@ def max_pooling() -> None:
 # ---------------------------------------------------------------------------------------
 def average_pooling() -> None:
     section(2, "Average pooling: the gradient is shared evenly")
+    # Engine: AvgPool2d in minicoconv/ops/pool.py -> minicoconv/backend/cpu/pool_kernels.py.
     x = mc.tensor(np.arange(16.0).reshape(1, 1, 4, 4), requires_grad=True)
     y = F.avg_pool2d(x, 2)
     print("avg_pool2d(x, 2):\n", plane(y))
@@ -137,6 +164,7 @@ def adaptive_bins(length: int, n_bins: int) -> list[tuple[int, int]]:
 
 def adaptive_pooling() -> None:
     section(3, "Adaptive average pooling: a fixed output size from any input size")
+    # Engine: AdaptiveAvgPool2d in minicoconv/ops/pool.py -> minicoconv/backend/cpu/adaptive_pool_kernels.py.
     # You ask for the output size; the windows ("bins") follow from it. Bin j of an axis of length
     # L into o bins spans [floor(j L / o), ceil((j+1) L / o)). The bins cover the whole axis; they
     # overlap when o does not divide L, and when o > L several bins repeat the same pixels.
@@ -175,6 +203,8 @@ def adaptive_pooling() -> None:
 # ---------------------------------------------------------------------------------------
 def batch_norm_forward() -> None:
     section(4, "Batch norm forward: training vs eval")
+    # Engine: minicoconv/nn/layers/norm.py (BatchNorm2d, its buffers) and minicoconv/ops/norm.py ->
+    # minicoconv/backend/cpu/norm_kernels.py (one fused pass per channel).
     # Per channel c, over its M = N*H*W values:
     #   training:  mu_c, var_c = mean and (biased) variance of THIS batch
     #   eval:      mu_c, var_c = the running estimates kept in buffers
@@ -232,6 +262,8 @@ def batch_norm_backward_by_hand(g, x, weight, eps):
 
 def batch_norm_backward() -> None:
     section(5, "Batch norm backward, derived and checked")
+    # Engine: the backward of minicoconv/ops/norm.py -> minicoconv/backend/cpu/norm_kernels.py;
+    # minicoconv/backend/reference/norm.py writes the same formula in NumPy.
     # The derivation is in the docstring of batch_norm_backward_by_hand (read it first). The point
     # to notice: in training, every output depends on EVERY input of its channel through mu and
     # var, so dx is not just g * weight * r -- two correction terms remove the gradient's mean and
@@ -265,8 +297,10 @@ def batch_norm_backward() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def running_statistics(steps: int) -> None:
+def running_statistics(steps: int, plots: Path | None = None) -> None:
     section(6, "Running statistics: an exponential moving average")
+    # Engine: the running-statistics update in minicoconv/ops/norm.py (BatchNorm2d keeps the buffers,
+    # minicoconv/nn/layers/norm.py; the CPU kernel is minicoconv/backend/cpu/norm_kernels.py).
     # After every training forward, per channel:
     #   running_mean = (1 - momentum) * running_mean + momentum * batch_mean
     #   running_var  = (1 - momentum) * running_var  + momentum * batch_var * M / (M - 1)
@@ -276,6 +310,7 @@ def running_statistics(steps: int) -> None:
     true_mean, true_std = np.array([2.0, -1.0]), np.array([3.0, 0.5])
     bn = nn.BatchNorm2d(2, momentum=0.1).double()
     expected_mean, expected_var = np.zeros(2), np.ones(2)
+    history = []
     print(f"data: mean {true_mean}, variance {true_std ** 2}; momentum 0.1, {steps} batches of (16, 2, 4, 4)")
     for step in range(1, steps + 1):
         batch = rng.standard_normal((16, 2, 4, 4)) * true_std.reshape(1, 2, 1, 1) + true_mean.reshape(1, 2, 1, 1)
@@ -283,6 +318,7 @@ def running_statistics(steps: int) -> None:
         m = batch.shape[0] * batch.shape[2] * batch.shape[3]
         expected_mean = 0.9 * expected_mean + 0.1 * batch.mean(axis=(0, 2, 3))
         expected_var = 0.9 * expected_var + 0.1 * batch.var(axis=(0, 2, 3)) * m / (m - 1)
+        history.append((bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()))
         if step in (1, 2, 5, 10, 20, 40, steps):
             print(f"  step {step:3d}: running_mean {np.round(bn.running_mean.numpy(), 3)}  "
                   f"running_var {np.round(bn.running_var.numpy(), 3)}")
@@ -297,19 +333,34 @@ def running_statistics(steps: int) -> None:
     # The buffers are part of the model's state: saved by state_dict, converted by .to(dtype).
     state = bn.state_dict()
     check("running_mean" in state and "running_var" in state, "state_dict() includes the running statistics")
+    if plots is not None:
+        fig = new_figure(9, 3)
+        axes = fig.subplots(1, 2)
+        steps_axis = np.arange(1, steps + 1)
+        for k, (ax, name, truth) in enumerate(zip(axes, ("running_mean", "running_var"),
+                                                  (true_mean, true_std ** 2))):
+            values = np.array([h[k] for h in history])
+            for c in range(2):
+                line = ax.plot(steps_axis, values[:, c], label=f"channel {c}")[0]
+                ax.axhline(truth[c], color=line.get_color(), linestyle=":")
+            ax.set_xlabel("training step")
+            ax.set_title(f"{name} (dotted: the data's value)")
+            ax.legend(fontsize=8)
+        save_figure(fig, plots, "03_running_statistics.png")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps in section 6 (used by the test suite)")
-    args = parser.parse_args()
+    parser.add_argument("--plots", metavar="DIR", type=Path, help="write the picture (PNG) to DIR")
+    args = parser.parse_args(argv)
 
     max_pooling()
     average_pooling()
     adaptive_pooling()
     batch_norm_forward()
     batch_norm_backward()
-    running_statistics(steps=30 if args.quick else 80)
+    running_statistics(steps=30 if args.quick else 80, plots=args.plots)
     print("\nDone: max/average/adaptive pooling and batch norm, forward, backward and running statistics.")
 
 

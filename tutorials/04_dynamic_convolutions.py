@@ -2,34 +2,42 @@
 
 How to run it, from the repository root:
 
-    python tutorials/04_dynamic_convolutions.py           # the whole lesson (under a minute)
-    python tutorials/04_dynamic_convolutions.py --quick   # tiny sizes (what the tests run)
+    python tutorials/04_dynamic_convolutions.py                      # the whole lesson (under a minute)
+    python tutorials/04_dynamic_convolutions.py --quick --plots out  # tiny sizes, pictures in out/ (the tests)
+
+Or from a notebook: `main(["--quick", "--plots", "out"])`, or call the section functions.
 
 What you will learn, one printed section each:
 
 1. Static vs dynamic: a static conv applies one kernel to every image; a dynamic conv
-   builds a kernel per image from n "experts", mixed by a small routing network.
+   builds a kernel per image from n "experts", mixed by a small routing network
+   (picture: the experts and the mixed kernels).
 2. CoConv's routing branch, step by step: A1, A3, concat, 1x1 conv, depthwise 3x3,
    1x1 conv, sigmoid -- with the shape after every step.
-3. What the experts' weights look like per sample: different inputs, different mixtures.
+3. What the experts' weights look like per sample: different inputs, different mixtures
+   (pictures: routing weights per image, CoConv's per-channel gates).
 4. Why fusion is exact: the paper's eq. 3 derived in the comments, then checked
    numerically (fused inference vs the eval-mode training form).
-5. What it costs: parameters, multiply-accumulates (training and fused form) and a quick
-   forward timing of static, CondConv, DY-CNN and CoConv for one ResNet18-shaped layer.
+5. What it costs: parameters, multiply-accumulates (training and fused form) and measured
+   forward times of static, CondConv, DY-CNN and CoConv for one ResNet18-shaped layer, and
+   why the time ratios are not the MAC ratios.
 
 Read the code alongside the output: each printed line is produced by the code just above it.
-The semantics follow docs/layers.md; tutorial 07 adds ODConv and DGC.
+The semantics follow docs/layers.md; tutorial 07 adds ODConv and DGC. Each section names
+the engine files that implement it.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
 
 import numpy as np
 
 import minicoconv as mc
 from minicoconv import nn, summary
+from minicoconv.bench.profile import op_profile
+from minicoconv.bench.timing import measure_interleaved
 from minicoconv.nn import functional as F
 
 
@@ -44,13 +52,34 @@ def check(condition: bool, what: str) -> None:
     print(f"  [ok] {what}")
 
 
+def save_figure(fig, plots: Path | None, name: str) -> None:
+    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
+    if plots is None:
+        return
+    plots.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
+    print(f"  picture: {plots / name}")
+
+
+def new_figure(width: float, height: float):
+    # matplotlib.figure.Figure draws without pyplot: no GUI backend is chosen or changed, so
+    # this works the same in a terminal, under the tests and inside a notebook.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
 def max_diff(a: mc.Tensor, b: mc.Tensor) -> float:
     return float(np.abs(a.numpy() - b.numpy()).max())
 
 
 # ---------------------------------------------------------------------------------------
-def static_vs_dynamic(channels: int, size: int) -> None:
+def static_vs_dynamic(channels: int, size: int, plots: Path | None = None) -> None:
     section(1, "Static vs dynamic convolution on one layer")
+    # Engine: minicoconv/nn/layers/conv.py (Conv2d), minicoconv/nn/dynamic/condconv.py and dycnn.py
+    # (the routing), minicoconv/nn/dynamic/base.py (MixtureConv2d.forward), and the batched
+    # computation in minicoconv/ops/dynamic_conv.py -> minicoconv/backend/cpu/mixture_conv.py,
+    # mixture_aggregate.py and per_sample_conv.py (plain NumPy twins in minicoconv/backend/reference/).
     mc.manual_seed(0)
     x = mc.randn(3, channels, size, size)  # 3 images
 
@@ -76,6 +105,24 @@ def static_vs_dynamic(channels: int, size: int) -> None:
         check(max_diff(y_b, y[b:b + 1]) < 1e-5, f"image {b}: CondConv == conv(x_b, sum_i r_bi W_i)")
     kernels = np.einsum("bn,n...->b...", r.numpy(), cond.weight.numpy())
     print(f"the 3 per-image kernels differ: max |K_0 - K_1| = {np.abs(kernels[0] - kernels[1]).max():.4f}")
+    if plots is not None:
+        experts = cond.weight.numpy()[:, 0, 0]           # (n, k, k): output channel 0, input channel 0
+        fig = new_figure(9, 4.2)
+        axes = fig.subplots(2, 4)
+        lo, hi = min(experts.min(), kernels[:, 0, 0].min()), max(experts.max(), kernels[:, 0, 0].max())
+        for i, ax in enumerate(axes[0]):
+            ax.imshow(experts[i], cmap="RdBu_r", vmin=lo, vmax=hi)
+            ax.set_title(f"expert W_{i}", fontsize=9)
+        for b, ax in enumerate(axes[1][:3]):
+            ax.imshow(kernels[b, 0, 0], cmap="RdBu_r", vmin=lo, vmax=hi)
+            ax.set_title(f"image {b}", fontsize=9)
+            ax.set_xlabel(f"r = {np.round(r.numpy()[b], 2)}", fontsize=7)
+        axes[1][3].axis("off")
+        for ax in axes.ravel():
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle("CondConv: 4 expert 3x3 kernels (top) and each image's mixed kernel sum_i r_bi W_i (bottom)")
+        save_figure(fig, plots, "04_mixed_kernels.png")
 
     # Inside, minicoconv never loops over images: F.dynamic_conv2d aggregates all kernels with one
     # GEMM (N x n times n x |W|) and runs one batched GEMM over a shared im2col.
@@ -92,6 +139,8 @@ def static_vs_dynamic(channels: int, size: int) -> None:
 # ---------------------------------------------------------------------------------------
 def coconv_routing_step_by_step(channels: int, size: int) -> None:
     section(2, "The CoConv routing branch, step by step")
+    # Engine: minicoconv/nn/dynamic/coconv.py (CoConvRouting and CoConv2d), pooling in
+    # minicoconv/ops/pool.py -> minicoconv/backend/cpu/adaptive_pool_kernels.py.
     mc.manual_seed(1)
     n, c_out = 4, channels
     layer = nn.CoConv2d(channels, c_out, 3, padding=1, experts=n)
@@ -138,8 +187,10 @@ def coconv_routing_step_by_step(channels: int, size: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def routing_per_sample(channels: int, size: int) -> None:
+def routing_per_sample(channels: int, size: int, plots: Path | None = None) -> None:
     section(3, "What the experts' weights look like per sample")
+    # Engine: CoConv2d.routing_weights in minicoconv/nn/dynamic/coconv.py; `minicoconv inspect`
+    # (minicoconv/diagnostics/routing.py) computes such statistics for a trained model.
     mc.manual_seed(2)
     layer = nn.CoConv2d(channels, channels, 3, padding=1, experts=4)
     # Three rather different inputs: noise, a smooth left-to-right ramp, a checkerboard.
@@ -160,11 +211,38 @@ def routing_per_sample(channels: int, size: int) -> None:
     spread = r.std(axis=2).mean()
     print(f"spread of one expert's weights across its channels (mean std): {spread:.4f}")
     check(spread > 0, "CoConv's weights vary across the channels of one expert")
+    if plots is not None:
+        n = r.shape[1]
+        fig = new_figure(6, 3)
+        ax = fig.subplots()
+        width = 0.8 / len(names)
+        for b, name in enumerate(names):
+            ax.bar(np.arange(n) + b * width, r[b].mean(axis=1), width, label=name)
+        ax.set_xticks(np.arange(n) + 0.4 - width / 2, [f"expert {i}" for i in range(n)])
+        ax.set_ylabel("mean gate over output channels")
+        ax.set_title("CoConv routing weights per image (untrained layer)")
+        ax.legend(fontsize=8)
+        save_figure(fig, plots, "04_routing_per_image.png")
+
+        fig = new_figure(9, 1.2 + 0.9 * len(names))
+        axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
+        for b, (ax, name) in enumerate(zip(axes, names)):
+            image = ax.imshow(r[b], cmap="viridis", aspect="auto", vmin=r.min(), vmax=r.max())
+            ax.set_ylabel(name, fontsize=8)
+            ax.set_yticks(range(n), [f"e{i}" for i in range(n)], fontsize=7)
+            if b < len(names) - 1:
+                ax.set_xticks([])
+        axes[-1].set_xlabel("output channel")
+        fig.colorbar(image, ax=list(axes))
+        fig.suptitle("CoConv's per-channel gates r[b, expert, channel]: one weight per expert AND channel")
+        save_figure(fig, plots, "04_coconv_channel_gates.png")
 
 
 # ---------------------------------------------------------------------------------------
 def fusion_is_exact(channels: int, size: int) -> None:
     section(4, "Why fusion is exact (paper eq. 3)")
+    # Engine: CoConv2d.expert_affine and fuse in minicoconv/nn/dynamic/coconv.py, FusedCoConv2d and
+    # nn.fuse in minicoconv/nn/dynamic/fused.py, F.dynamic_conv2d in minicoconv/ops/dynamic_conv.py.
     # In eval mode each expert's BatchNorm is a fixed affine map per channel:
     #     BN_i(z) = gamma_i (z - mean_i) / sqrt(var_i + eps) + beta_i = a_i * z + c_i,
     #     a_i = gamma_i / sqrt(var_i + eps),   c_i = beta_i - a_i * mean_i.
@@ -174,9 +252,10 @@ def fusion_is_exact(channels: int, size: int) -> None:
     #         = sum_i r_bi * (a_i * conv(x_b, W_i) + c_i)
     #         = sum_i conv(x_b, (r_bi * a_i) * W_i) + sum_i r_bi * c_i
     #         = conv(x_b, sum_i (r_bi * a_i) * W_i) + sum_i r_bi * c_i          (eq. 3, with BN)
-    # ONE convolution per image with an aggregated kernel instead of n: inference costs about
-    # what a static convolution costs. In training mode BN uses batch statistics, which depend
-    # on the whole batch, so this rewrite only holds in eval mode.
+    # ONE convolution per image with an aggregated kernel instead of n: inference does about the
+    # multiply-adds of a static convolution (its TIME is another matter: section 5 measures it).
+    # In training mode BN uses batch statistics, which depend on the whole batch, so this
+    # rewrite only holds in eval mode.
     mc.manual_seed(3)
     layer = nn.CoConv2d(channels, channels, 3, padding=1, experts=4)
     with mc.no_grad():  # a few training forwards move the BN running statistics away from 0 / 1
@@ -214,6 +293,8 @@ def fusion_is_exact(channels: int, size: int) -> None:
 # ---------------------------------------------------------------------------------------
 def costs(channels: int, size: int, batch: int, repeats: int) -> None:
     section(5, "What it costs: one ResNet18-shaped layer")
+    # Engine: minicoconv/summary.py (MACs, traced through the training and the fused form) and
+    # minicoconv/bench/timing.py (the timer `minicoconv bench` uses).
     print(f"a 3x3 conv {channels} -> {channels} on {size}x{size} maps (ResNet18-CIFAR stage 3 is 256 "
           f"on 8x8), n = 4 experts, batch {batch}\n")
     mc.manual_seed(4)
@@ -226,26 +307,32 @@ def costs(channels: int, size: int, batch: int, repeats: int) -> None:
     x = mc.randn(batch, channels, size, size)
     with mc.no_grad():
         layers["CoConv"](x)  # non-trivial BN statistics before fusing
-    print(f"{'layer':<9} {'params':>10} {'MACs/image train':>17} {'MACs/image fused':>17} "
-          f"{'train fwd ms':>13} {'fused fwd ms':>13}")
-    rows = {}
+    rows, calls = {}, {}
     for name, layer in layers.items():
         # summary.count traces one image through the training form and through nn.fuse(layer);
         # a layer counts its routing branch too (its convs / linears are rows of their own).
         counted = summary.count(layer, (channels, size, size))
-        params = sum(p.numel() for p in layer.parameters())
-        macs_train = sum(r.macs_train for r in counted)
-        macs_fused = sum(r.macs_fused for r in counted)
-        layer.train()
-        t_train = best_time(lambda layer=layer: layer(x), repeats)  # autograd graph recorded
+        rows[name] = (sum(p.numel() for p in layer.parameters()), sum(r.macs_train for r in counted),
+                      sum(r.macs_fused for r in counted))
         layer.eval()
         fused = nn.fuse(layer)
-        with mc.no_grad():
-            t_fused = best_time(lambda fused=fused: fused(x), repeats)
-        rows[name] = (params, macs_train, macs_fused)
-        print(f"{name:<9} {params:>10,} {macs_train:>17,} {macs_fused:>17,} {t_train * 1e3:>13.2f} "
-              f"{t_fused * 1e3:>13.2f}")
+        calls[name] = (lambda layer=layer: layer(x))                 # eval-mode training form
+        calls[name + " fused"] = (lambda fused=fused: fused(x))
+    # Every call runs round-robin with the others, `repeats` times after one warm-up (Numba loads
+    # its compiled kernels on first use), so a burst of load elsewhere hits all of them alike.
+    with mc.no_grad():
+        times = measure_interleaved(calls, repeats=repeats, warmup=1)
+    print(f"forward times: median (min) of {repeats} interleaved repeats, in ms. The machine may be busy:")
+    print("the minimum is the best estimate of a call's own cost; rerun to see how much the medians move.\n")
+    print(f"{'layer':<9} {'params':>10} {'MACs/image train':>17} {'MACs/image fused':>17} "
+          f"{'eval fwd ms':>15} {'fused fwd ms':>15}")
+    for name, (params, macs_train, macs_fused) in rows.items():
+        te, tf = times[name], times[name + " fused"]
+        print(f"{name:<9} {params:>10,} {macs_train:>17,} {macs_fused:>17,} {te.median_ms:>7.2f} ({te.min_ms:5.2f}) "
+              f"{tf.median_ms:>7.2f} ({tf.min_ms:5.2f})")
     static_macs = rows["static"][1]
+    static_ms = times["static fused"].min_ms
+    co_ms, co_train_ms = times["CoConv fused"].min_ms, times["CoConv"].min_ms
     print("\nReading the table:")
     print(f"- every dynamic layer stores ~n = 4 times the static kernels ({rows['CoConv'][0] / rows['static'][0]:.2f}x "
           "for CoConv, whose expert BNs and routing convs add a little);")
@@ -253,34 +340,74 @@ def costs(channels: int, size: int, batch: int, repeats: int) -> None:
           "CondConv and DY-CNN one per image;")
     print(f"- fused, CoConv runs one aggregated kernel per image: {rows['CoConv'][2] / static_macs:.3f}x the static "
           "MACs (building the kernels costs n * |W| per image).")
-    check(rows["CoConv"][2] < 1.15 * static_macs, "fused CoConv costs only slightly more than the static conv")
-    check(rows["CoConv"][1] > 3.5 * static_macs, "training-form CoConv costs about n times the static conv")
+    print(f"- measured, fused CoConv took {co_ms / static_ms:.1f}x the static time (minimum of the repeats) and the")
+    print(f"  eval-mode training form {co_train_ms / static_ms:.1f}x: time ratios are not MAC ratios. Why:")
+    why_time_is_not_macs(layers["static"], layers["CoConv"], x, repeats)
+    check(rows["CoConv"][2] < 1.15 * static_macs, "fused CoConv does only slightly more MACs than the static conv")
+    check(rows["CoConv"][1] > 3.5 * static_macs, "training-form CoConv does about n times the static MACs")
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (Numba compiles on first use; compiled kernels are cached on disk)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def why_time_is_not_macs(static: nn.Module, coconv: nn.Module, x: mc.Tensor, repeats: int) -> None:
+    """Split fused CoConv's time into routing, kernel building and the per-image convolutions, measured."""
+    # Engine: minicoconv/bench/profile.py times every op's forward for one call; the mixed-kernel
+    # op is DynamicConv2d (minicoconv/ops/dynamic_conv.py -> minicoconv/backend/cpu/mixture_aggregate.py,
+    # per_sample_conv.py and, for small maps, mixture_conv.py).
+    fused = nn.fuse(coconv)
+    with mc.no_grad():
+        fused(x)  # warm-up
+        profile = op_profile(lambda: fused(x))
+        # The same per-image kernels, built beforehand with NumPy, so that only the convolution is timed.
+        a, _ = coconv.expert_affine()
+        r = coconv.routing_weights(x).numpy()
+        kernels = mc.tensor(np.einsum("bnc,nc...->bc...", r * a, coconv.weight.numpy()).astype(np.float32))
+        times = measure_interleaved({"static": lambda: static(x),
+                                     "per-image": lambda: F.per_sample_conv2d(x, kernels, padding=1)},
+                                    repeats=repeats, warmup=1)
+    total = sum(p.seconds for p in profile)
+    mixed = sum(p.seconds for p in profile if p.op == "DynamicConv2d")
+    t_static, t_per_image = times["static"].min_ms / 1e3, times["per-image"].min_ms / 1e3
+    print(f"  one fused CoConv forward, op by op ({total * 1e3:.1f} ms):")
+    for p in profile[:4]:
+        print(f"    {p.op:<20} {p.calls:>2} call(s) {p.seconds * 1e3:>8.2f} ms {100 * p.seconds / total:5.1f}%")
+    print(f"  * routing branch (every op but DynamicConv2d): {100 * (1 - mixed / total):.0f}% of the time for under")
+    print("    1% of the MACs: a dozen small ops (pooling, 1x1 and depthwise convs, sigmoid) cost per call.")
+    print(f"  * the same convolution with per-image kernels given: {t_per_image * 1e3:.2f} ms against "
+          f"{t_static * 1e3:.2f} ms for ONE shared kernel")
+    print(f"    ({t_per_image / t_static:.1f}x for the same MACs). A shared kernel is one GEMM over the whole batch;")
+    print("    per-image kernels are one GEMM per image, (C' x C k k) @ (C k k x H'W'), each kernel entry")
+    skinny = ("BLAS runs such skinny products below peak" if t_per_image > 1.1 * t_static
+              else "at these sizes that costs little")
+    print(f"    reused over only H'W' = {x.shape[2] * x.shape[3]} pixels: {skinny}.")
+    building = max(mixed - t_per_image, 0.0)
+    print("  * building the kernels inside DynamicConv2d: n * |W| multiply-adds per image, but each reads")
+    print("    an expert weight and writes a kernel entry, under one multiply-add per float moved, so memory")
+    print(f"    bandwidth, not arithmetic, sets its pace: about {building * 1e3:.1f} ms of DynamicConv2d's "
+          f"{mixed * 1e3:.1f} ms")
+    print("    (its time minus the per-image convolution's; two different calls, so this split is rough).")
+    parts = {"the routing branch": total - mixed, "building the kernels": building,
+             "the per-image convolutions": min(t_per_image, mixed)}
+    print(f"  Here the largest part is {max(parts, key=parts.get)}; on your machine it may differ.")
+    print("  So the fused form is about as cheap as a static convolution in arithmetic, and a small multiple")
+    print("  of it in time on a CPU. Whether it also beats the eval-mode training form (n convolutions in")
+    print("  one GEMM, then BN and a weighted sum) in time depends on the sizes: compare the two CoConv")
+    print("  columns above, and `minicoconv bench --model resnet18 --conv coconv` for a whole network.")
 
 
 # ---------------------------------------------------------------------------------------
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one timing repeat (used by the tests)")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, few timing repeats (used by the tests)")
+    parser.add_argument("--plots", metavar="DIR", type=Path, help="write the pictures (PNG) to DIR")
+    args = parser.parse_args(argv)
     channels, size = (8, 5) if args.quick else (32, 7)
-    static_vs_dynamic(channels, size)
+    static_vs_dynamic(channels, size, args.plots)
     coconv_routing_step_by_step(channels, size)
-    routing_per_sample(channels, 8 if args.quick else 16)
+    routing_per_sample(channels, 8 if args.quick else 16, args.plots)
     fusion_is_exact(channels, size)
     if args.quick:
         costs(channels=32, size=8, batch=4, repeats=3)
     else:
-        costs(channels=256, size=8, batch=32, repeats=5)
+        costs(channels=256, size=8, batch=32, repeats=7)
     print("\nDone. Next: tutorial 05 trains these layers on CIFAR-100; tutorial 07 adds ODConv and DGC.")
 
 

@@ -2,58 +2,59 @@
 
 How to run it, from the repository root:
 
-    python tutorials/06_gpu_backend.py           # on an NVIDIA GPU (pip install "minicoconv[cuda12]" or "[cuda13]")
-    python tutorials/06_gpu_backend.py --quick   # fewer training steps (what the tests run)
+    python tutorials/06_gpu_backend.py                      # on an NVIDIA GPU (pip install "minicoconv[cuda12]")
+    python tutorials/06_gpu_backend.py --quick --plots out  # fewer training steps, a picture in out/ (the tests)
 
-Without a GPU it re-runs itself under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1),
-which executes the very same kernels on the CPU, one Python thread per GPU thread: slow,
-but everything below works and is checked.
+Without a GPU, run it under numba's CUDA simulator, which executes the very same kernels
+on the CPU, one Python thread per GPU thread: slow, but everything below works and is checked.
+
+    NUMBA_ENABLE_CUDASIM=1 python tutorials/06_gpu_backend.py --quick
+
+(Run as a script without a GPU, `main()` starts that command for you in a child process.)
+Numba reads the flag when numba.cuda is first imported, so in a notebook set
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1" before anything imports numba.cuda, then call
+`main(["--quick"])`. Importing this file runs nothing and does not import numba.cuda.
 
 What you will learn, one printed section each:
 
 1. Threads and outputs: how a kernel maps GPU threads to the elements it writes, and how
-   the backend's elementwise kernels find broadcast operands with one index helper.
+   the backend's elementwise kernels find broadcast operands with one index helper
+   (picture: which thread wrote which element).
 2. Shared-memory tiling: why the matmul kernel loads TILE x TILE tiles into shared memory,
    and how many global-memory reads that saves.
 3. Moving a model to the GPU: `Module.to("cuda")`, `device="cuda"` tensors, and a training
    run whose losses match the CPU's.
 4. What the simulator is for: testing and debugging kernels without a GPU.
+
+Each section names the engine files (minicoconv/backend/cuda/...) that it explains.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import subprocess
 import sys
-import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+import minicoconv as mc
+from minicoconv import nn
+from minicoconv.bench.timing import measure_interleaved
+from minicoconv.nn import functional as F
+from minicoconv.optim import SGD
 
-def _ensure_cuda_or_simulator() -> None:
-    """Re-run this script under the CUDA simulator when there is no GPU (numba reads the flag at import)."""
+
+def gpu_or_simulator() -> bool:
+    """True when numba.cuda can run kernels here: a GPU, or the simulator flag set before import."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        return
+        return True
     from numba import cuda
 
-    if not cuda.is_available():
-        print("No CUDA GPU here: re-running under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1).")
-        sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, NUMBA_ENABLE_CUDASIM="1"))
-
-
-_ensure_cuda_or_simulator()
-
-from numba import cuda  # noqa: E402 - after the simulator decision above
-
-import minicoconv as mc  # noqa: E402
-from minicoconv import nn  # noqa: E402
-from minicoconv.backend import get_backend  # noqa: E402
-from minicoconv.backend.cuda import device as dev  # noqa: E402
-from minicoconv.backend.cuda.indexing import strided_offset  # noqa: E402
-from minicoconv.backend.cuda.layout import broadcast_strides  # noqa: E402
-from minicoconv.nn import functional as F  # noqa: E402
-from minicoconv.optim import SGD  # noqa: E402
+    return cuda.is_available()
 
 
 def section(number: int, title: str) -> None:
@@ -68,8 +69,13 @@ def check(condition: bool, what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-@cuda.jit
-def axpy_kernel(alpha, x, y, out, who):
+# The lesson's own kernels, written as plain Python functions and compiled by kernels() on first
+# use. `cuda` is a module global on purpose: numba.cuda is imported by kernels(), not when this
+# file is imported, and the simulator runs a kernel by swapping a fake `cuda` into its globals.
+cuda = None
+
+
+def axpy(alpha, x, y, out, who):
     """out[i] = alpha * x[i] + y[i]; who[i] records the thread that wrote element i."""
     # cuda.grid(1) = blockIdx.x * blockDim.x + threadIdx.x: this thread's number in the grid.
     # The loop steps by the whole grid (cuda.gridsize(1) threads), so a grid of any size
@@ -79,8 +85,54 @@ def axpy_kernel(alpha, x, y, out, who):
         who[i] = cuda.grid(1)
 
 
-def threads_and_outputs() -> None:
+def naive_matmul(a, b, c):
+    """c = a @ b with one thread per element of c, each reading a whole row of a and column of b."""
+    m, k = a.shape
+    n = b.shape[1]
+    for t in range(cuda.grid(1), m * n, cuda.gridsize(1)):
+        i, j = t // n, t % n
+        acc = 0.0
+        for q in range(k):
+            acc += a[i, q] * b[q, j]
+        c[i, j] = acc
+
+
+def forgot_the_bounds_check(x, out):
+    i = cuda.grid(1)
+    out[i] = 2 * x[i]  # no `if i < out.size`: the extra threads of the last block overrun
+
+
+@functools.cache
+def kernels() -> SimpleNamespace:
+    """Import numba.cuda and compile the three kernels above (once)."""
+    global cuda
+    from numba import cuda as numba_cuda
+
+    cuda = numba_cuda
+    return SimpleNamespace(cuda=cuda, axpy=cuda.jit(axpy), naive_matmul=cuda.jit(naive_matmul),
+                           forgot_the_bounds_check=cuda.jit(forgot_the_bounds_check))
+
+
+def save_figure(fig, plots: Path | None, name: str) -> None:
+    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
+    if plots is None:
+        return
+    plots.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
+    print(f"  picture: {plots / name}")
+
+
+def threads_and_outputs(plots: Path | None = None) -> None:
     section(1, "Threads and outputs")
+    # Engine: minicoconv/backend/cuda/device.py (THREADS, launch), elementwise.py (the broadcast
+    # kernels), indexing.py (strided_offset) and layout.py (broadcast_strides).
+    from minicoconv.backend import get_backend
+    from minicoconv.backend.cuda import device as dev
+    from minicoconv.backend.cuda.indexing import strided_offset
+    from minicoconv.backend.cuda.layout import broadcast_strides
+
+    kern = kernels()
+    cuda = kern.cuda  # noqa: F811 - the same module, as a local
     be = get_backend("cuda")
     print("backend:", be, "| simulator:", be.simulator, "| threads per block:", dev.THREADS)
 
@@ -91,13 +143,26 @@ def threads_and_outputs() -> None:
     y = cuda.to_device(np.ones(n, dtype=np.float32))
     out = cuda.device_array(n, dtype=np.float32)
     who = cuda.device_array(n, dtype=np.int64)
-    axpy_kernel[blocks, threads](np.float32(2), x, y, out, who)
+    kern.axpy[blocks, threads](np.float32(2), x, y, out, who)
     print(f"{blocks} blocks x {threads} threads = {blocks * threads} threads for {n} elements:")
     print("  element:", list(range(n)))
     print("  thread: ", who.copy_to_host().tolist())
     check(np.array_equal(out.copy_to_host(), 2 * np.arange(n) + 1), "out = 2 x + 1")
     check(np.array_equal(who.copy_to_host(), np.arange(n) % (blocks * threads)),
           "thread t writes elements t, t + 8, t + 16 (consecutive threads, consecutive memory)")
+    if plots is not None:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend is chosen or changed
+
+        fig = Figure(figsize=(9, 1.6))
+        ax = fig.subplots()
+        ax.imshow(who.copy_to_host()[None, :], cmap="tab10", aspect="auto")
+        for i, t in enumerate(who.copy_to_host()):
+            ax.text(i, 0, str(t), ha="center", va="center", fontsize=8)
+        ax.set_yticks([])
+        ax.set_xticks(range(n))
+        ax.set_xlabel("element i of out (number = the thread that wrote it)")
+        ax.set_title(f"grid-stride loop: {blocks} blocks x {threads} threads over {n} elements")
+        save_figure(fig, plots, "06_threads_to_elements.png")
 
     # Broadcasting without copies: output element i (C order) reads each operand at
     #     strided_offset(i, out_shape, strides),   stride 0 along broadcast axes.
@@ -115,21 +180,15 @@ def threads_and_outputs() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-@cuda.jit
-def naive_matmul_kernel(a, b, c):
-    """c = a @ b with one thread per element of c, each reading a whole row of a and column of b."""
-    m, k = a.shape
-    n = b.shape[1]
-    for t in range(cuda.grid(1), m * n, cuda.gridsize(1)):
-        i, j = t // n, t % n
-        acc = 0.0
-        for q in range(k):
-            acc += a[i, q] * b[q, j]
-        c[i, j] = acc
-
-
 def shared_memory_tiling() -> None:
     section(2, "Shared-memory tiling of the matmul")
+    # Engine: minicoconv/backend/cuda/linalg.py (the tiled kernel), device.py (TILE, launch);
+    # cublas.py uses NVIDIA's library instead where it is installed.
+    from minicoconv.backend import get_backend
+    from minicoconv.backend.cuda import device as dev
+
+    kern = kernels()
+    cuda = kern.cuda  # noqa: F811 - the same module, as a local
     be = get_backend("cuda")
     tile = dev.TILE
     rng = np.random.default_rng(0)
@@ -138,7 +197,7 @@ def shared_memory_tiling() -> None:
 
     # The naive kernel: every thread reads k elements of a and k of b from global memory.
     c = cuda.device_array((m, n), dtype=np.float32)
-    dev.launch(naive_matmul_kernel, m * n, cuda.to_device(a), cuda.to_device(b), c)
+    dev.launch(kern.naive_matmul, m * n, cuda.to_device(a), cuda.to_device(b), c)
     check(np.allclose(c.copy_to_host(), a @ b, atol=1e-5), "the naive kernel computes a @ b")
 
     # The backend's kernel (backend/cuda/linalg.py) gives a block of TILE x TILE threads one
@@ -158,15 +217,14 @@ def shared_memory_tiling() -> None:
         da = be.asarray(rng.standard_normal((big, big)).astype(np.float32))
         db = be.asarray(rng.standard_normal((big, big)).astype(np.float32))
         out = cuda.device_array((big, big), dtype=np.float32)
-        for name, run in (("naive", lambda: dev.launch(naive_matmul_kernel, big * big, da, db, out)),
-                          ("tiled", lambda: be.matmul(da, db))):
-            run()  # the first call compiles the kernel
-            be.synchronize()
-            start = time.perf_counter()
-            run()
-            be.synchronize()  # kernels run asynchronously: wait before reading the clock
-            seconds = time.perf_counter() - start
-            print(f"{name} {big}^3 matmul: {seconds * 1e3:.2f} ms, {2 * big ** 3 / seconds / 1e9:.0f} GFLOP/s")
+        calls = {"naive": lambda: dev.launch(kern.naive_matmul, big * big, da, db, out),
+                 "tiled": lambda: be.matmul(da, db)}
+        # Kernels run asynchronously: the timer synchronises before reading the clock. One untimed
+        # call each compiles the kernels; then 5 interleaved repeats, median and minimum.
+        times = measure_interleaved(calls, repeats=5, warmup=1, syncs=dict.fromkeys(calls, be.synchronize))
+        for name, t in times.items():
+            print(f"{name} {big}^3 matmul: median {t.median_ms:.2f} ms (min {t.min_ms:.2f}), "
+                  f"{2 * big ** 3 / (t.min_ms / 1e3) / 1e9:.0f} GFLOP/s at the minimum")
 
 
 # ---------------------------------------------------------------------------------------
@@ -201,6 +259,8 @@ def train(device: str, steps: int, images: np.ndarray, labels: np.ndarray) -> li
 
 def moving_a_model(steps: int) -> None:
     section(3, "Moving a model to the GPU")
+    # Engine: Module.to in minicoconv/nn/module.py, the backend seam in minicoconv/backend/__init__.py
+    # and base.py, minicoconv/backend/cuda/backend.py (every op's kernels), sgd.py (the update).
     rng = np.random.default_rng(1)
     images = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
     labels = np.array([0, 1, 2, 3])
@@ -217,14 +277,13 @@ def moving_a_model(steps: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-@cuda.jit
-def forgot_the_bounds_check(x, out):
-    i = cuda.grid(1)
-    out[i] = 2 * x[i]  # no `if i < out.size`: the extra threads of the last block overrun
-
-
 def what_the_simulator_is_for() -> None:
     section(4, "What the simulator is for")
+    # Engine: minicoconv/backend/cuda/simulator.py (what the backend does differently under it).
+    from minicoconv.backend.cuda import device as dev
+
+    kern = kernels()
+    cuda = kern.cuda  # noqa: F811 - the same module, as a local
     print("NUMBA_ENABLE_CUDASIM=1 runs kernels as Python: one thread per GPU thread, real barriers")
     print("and shared memory, so the tests of the GPU backend run on any CPU-only machine (tests/cuda).")
     print("You can print() inside a kernel, or step through it with pdb; indexing past an array")
@@ -237,7 +296,7 @@ def what_the_simulator_is_for() -> None:
     x = cuda.to_device(np.arange(6, dtype=np.float32))
     out = cuda.device_array(6, dtype=np.float32)
     try:
-        forgot_the_bounds_check[1, 8](x, out)  # 8 threads, 6 elements
+        kern.forgot_the_bounds_check[1, 8](x, out)  # 8 threads, 6 elements
     except IndexError as err:
         print("IndexError:", str(err).splitlines()[0])
         check(True, "the simulator catches the out-of-bounds write")
@@ -245,17 +304,29 @@ def what_the_simulator_is_for() -> None:
         raise SystemExit("the simulator should have caught the out-of-bounds write")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer training steps (used by the test suite)")
-    args = parser.parse_args()
+    parser.add_argument("--plots", metavar="DIR", type=Path, help="write the picture (PNG) to DIR")
+    args = parser.parse_args(argv)
 
-    threads_and_outputs()
+    threads_and_outputs(args.plots)
     shared_memory_tiling()
     moving_a_model(steps=3 if args.quick else 10)
     what_the_simulator_is_for()
     print("\nDone: threads and outputs, shared-memory tiles, a model on the GPU, and the simulator.")
 
 
+def run_under_simulator(argv: list[str]) -> int:
+    """Run this file again in a child process with NUMBA_ENABLE_CUDASIM=1 (numba reads it at import)."""
+    print("No CUDA GPU here: running this tutorial under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1).")
+    sys.stdout.flush()
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    return subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=env, check=False).returncode
+
+
 if __name__ == "__main__":
-    main()
+    if gpu_or_simulator():
+        main()
+    else:
+        sys.exit(run_under_simulator(sys.argv[1:]))

@@ -1,6 +1,7 @@
 """Tutorial 09: data parallelism, one training step spread over K processes (MPI).
 
-Run:  python tutorials/09_data_parallel.py [--quick] [--measure]
+Run:  python tutorials/09_data_parallel.py [--quick] [--measure] [--plots DIR]
+      (from a notebook: main(["--quick"]); importing this file runs nothing)
       mpiexec -n 2 minicoconv train --model resnet18 --synthetic --sync-bn ...   (the real thing)
 
 1. Why it works. The batch loss is a mean over samples, L = (1/B) sum_b l_b. Split the
@@ -18,16 +19,22 @@ Run:  python tutorials/09_data_parallel.py [--quick] [--measure]
 3. What it costs: the allreduce of every gradient each step, and the per-step latency of
    the small collectives. `--measure` times K = 1 and 2 with `minicoconv bench --data-parallel`.
 
-Steps 1 and 2 run in one process here (shards are just slices), in float64.
+Steps 1 and 2 run in one process here (shards are just slices), in float64. With --plots DIR
+a picture shows, per parameter tensor, how far the sum of shard gradients is from the whole
+batch's with and without BatchNorm.
+
+The engine behind it: minicoconv/distributed/gradients.py (the allreduce of the gradients),
+sync_batchnorm.py (--sync-bn), sharding.py, trainer.py and launch.py; the measurement is
+minicoconv/bench/data_parallel.py.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
-import minicoconv  # noqa: F401  (first: it sets the thread-pool environment)
 from minicoconv import nn
 from minicoconv import random as R
 from minicoconv.distributed.sharding import shard_bounds
@@ -80,7 +87,7 @@ def combined_statistics(x: np.ndarray, ranks: int) -> tuple[np.ndarray, np.ndarr
     return mean, square_sum / count - mean**2
 
 
-def main(quick: bool = False, measure: bool = False) -> None:
+def run(quick: bool = False, measure: bool = False, plots: Path | None = None) -> None:
     rng = np.random.default_rng(0)
     batch, ranks = (8, 2) if quick else (32, 4)
     x, y = rng.standard_normal((batch, 3, 16, 16)), rng.integers(0, 10, batch)
@@ -91,9 +98,21 @@ def main(quick: bool = False, measure: bool = False) -> None:
     print(f"   no BatchNorm:             whole batch vs sum of shard gradients: max relative difference {d:.1e}")
     assert d < 1e-12
     bn = small_net(batch_norm=True)
-    d = worst_difference(gradients(bn, x, y), sum_of_shard_gradients(bn, x, y, ranks))
-    print(f"   BatchNorm, per-shard stats: max relative difference {d:.1e}  <- another computation")
-    assert d > 1e-6
+    d_bn = worst_difference(gradients(bn, x, y), sum_of_shard_gradients(bn, x, y, ranks))
+    print(f"   BatchNorm, per-shard stats: max relative difference {d_bn:.1e}  <- another computation")
+    assert d_bn > 1e-6
+    if plots is not None:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend is chosen or changed
+
+        fig = Figure(figsize=(5, 3))
+        ax = fig.subplots()
+        ax.bar(["no BatchNorm", "BatchNorm,\nper-shard statistics"], [max(d, 1e-17), d_bn])
+        ax.set_yscale("log")
+        ax.set_ylabel("max relative difference")
+        ax.set_title(f"whole batch vs sum of {ranks} shard gradients")
+        plots.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plots / "09_shard_gradients.png", dpi=90, bbox_inches="tight")
+        print(f"  picture: {plots / '09_shard_gradients.png'}")
 
     print("\n2. BatchNorm over the global batch from per-shard moments (what --sync-bn allreduces)")
     h = rng.standard_normal((batch, 4, 8, 8)) * 3 + 1
@@ -121,9 +140,14 @@ def main(quick: bool = False, measure: bool = False) -> None:
                   f"efficiency {row['efficiency']:.2f}")
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (the test suite's mode)")
     parser.add_argument("--measure", action="store_true", help="also time K = 1, 2 now (needs the mpi extra)")
-    args = parser.parse_args()
-    main(quick=args.quick, measure=args.measure)
+    parser.add_argument("--plots", metavar="DIR", type=Path, help="write the picture (PNG) to DIR")
+    args = parser.parse_args(argv)
+    run(quick=args.quick, measure=args.measure, plots=args.plots)
+
+
+if __name__ == "__main__":
+    main()

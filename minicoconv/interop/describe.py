@@ -17,7 +17,7 @@ CONV_CLASSES = {"CondConv2d": "condconv", "DyConv2d": "dycnn", "CoConv2d": "coco
                 "DGConv2d": "dgc", "TorchCondConv2d": "condconv", "TorchDyConv2d": "dycnn",
                 "TorchCoConv2d": "coconv", "TorchODConv2d": "odconv", "TorchDGConv2d": "dgc"}
 #: model class names shared by both sides -> minicoconv.models name
-MODEL_CLASSES = {"AlexNet": "alexnet", "ResNet18": "resnet18", "MobileNetV2": "mobilenetv2"}
+MODEL_CLASSES = {"AlexNet": "alexnet", "ResNet18": "resnet18", "MobileNetV2": "mobilenetv2", "SmallCNN": "smallcnn"}
 
 
 class InteropError(ValueError):
@@ -58,8 +58,8 @@ def describe(module) -> Architecture:
         conv = CONV_CLASSES[type(layers[0]).__name__] if layers else "static"
         arch = Architecture(MODEL_CLASSES[name], conv, num_classes=head.out_features)
     else:
-        raise InteropError(f"cannot convert a {name}: expected AlexNet, ResNet18 or MobileNetV2 (minicoconv.models "
-                           "or minicoconv.interop.torch_models) or a single dynamic convolution "
+        raise InteropError(f"cannot convert a {name}: expected AlexNet, ResNet18, MobileNetV2 or SmallCNN "
+                           "(minicoconv.models or minicoconv.interop.torch_models) or a single dynamic convolution "
                            f"({', '.join(sorted(set(CONV_CLASSES)))})")
     if layers:
         if len({CONV_CLASSES[type(m).__name__] for m in layers}) > 1:

@@ -111,7 +111,24 @@ class MobileNetV2(nn.Module):
         return self.fc(self.pool(out).flatten(1))
 
 
-MODELS = {"alexnet": AlexNet, "resnet18": ResNet18, "mobilenetv2": MobileNetV2}
+class SmallCNN(nn.Module):
+    WIDTHS = (32, 64, 128, 256)
+
+    def __init__(self, conv, num_classes=100):
+        super().__init__()
+        w = self.WIDTHS
+        layers = [nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(), nn.MaxPool2d(2)]
+        for cin, cout in zip(w, w[1:]):
+            layers += [conv(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(w[-1], num_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+MODELS = {"alexnet": AlexNet, "resnet18": ResNet18, "mobilenetv2": MobileNetV2, "smallcnn": SmallCNN}
 
 
 def build(name: str, conv: str = "static", experts: int = 4, num_classes: int = 100, **options) -> nn.Module:

@@ -1,4 +1,4 @@
-"""CIFAR variants of AlexNet, ResNet18 and MobileNetV2, each buildable with any conv type."""
+"""CIFAR variants of AlexNet, ResNet18 and MobileNetV2 (and SmallCNN, for demos), each buildable with any conv type."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from .alexnet import AlexNet, alexnet
 from .factory import CONV_TYPES, conv_factory, reference_init
 from .mobilenetv2 import MobileNetV2, mobilenetv2
 from .resnet import ResNet18, resnet18
+from .smallcnn import SmallCNN, smallcnn
 
-MODELS = {"alexnet": alexnet, "resnet18": resnet18, "mobilenetv2": mobilenetv2}
+MODELS = {"alexnet": alexnet, "resnet18": resnet18, "mobilenetv2": mobilenetv2, "smallcnn": smallcnn}
 
 
 def build(name: str, conv: str = "static", experts: int = 4, num_classes: int = 100, **conv_options) -> Module:
@@ -18,5 +19,5 @@ def build(name: str, conv: str = "static", experts: int = 4, num_classes: int = 
     return MODELS[name](conv=conv, experts=experts, num_classes=num_classes, **conv_options)
 
 
-__all__ = ["CONV_TYPES", "MODELS", "AlexNet", "MobileNetV2", "ResNet18", "alexnet", "build", "conv_factory",
-           "mobilenetv2", "reference_init", "resnet18"]
+__all__ = ["CONV_TYPES", "MODELS", "AlexNet", "MobileNetV2", "ResNet18", "SmallCNN", "alexnet", "build",
+           "conv_factory", "mobilenetv2", "reference_init", "resnet18", "smallcnn"]

@@ -45,6 +45,7 @@ def step(device: str, name: str, conv: str, size: int, batch: int = 2) -> dict[s
     ("alexnet", "dgc", 32),
     ("mobilenetv2", "dycnn", 32),
     ("mobilenetv2", "odconv", 32),
+    ("smallcnn", "coconv", 32),
 ])
 def test_one_training_step_matches_cpu(name, conv, size):
     expected, got = step("cpu", name, conv, size), step("reference", name, conv, size)

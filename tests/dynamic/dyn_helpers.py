@@ -1,9 +1,7 @@
 """Helpers shared by the dynamic-convolution tests (tests/dynamic/).
 
 - `layer_gradcheck`: finite-difference check of a layer w.r.t. its input AND every
-  parameter. `gradcheck` perturbs the tensors it is given, so each parameter is
-  passed in as an input and swapped into its owning module for the duration of
-  one forward (plain attribute lookup: `forward` reads `self.weight`).
+  parameter, through the public `minicoconv.testing.gradcheck_module`.
 - `make_layer`: one of the three dynamic layers from a small option dict.
 - `exercise_bn`: random BN affine params and non-trivial running statistics.
 - `expert_order`: the stacked-channel order of CoConv's expert BatchNorm, written
@@ -20,8 +18,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numba
 import numpy as np
 import pytest
@@ -30,7 +26,7 @@ import minicoconv as mc
 from minicoconv import nn
 from minicoconv.autograd import no_grad
 from minicoconv.backend.cpu import CPUBackend, per_sample_conv
-from minicoconv.testing import gradcheck
+from minicoconv.testing import gradcheck_module
 
 
 @pytest.fixture
@@ -52,39 +48,13 @@ def make_layer(kind: str, cin: int, cout: int, k: int = 3, stride: int = 1, padd
     return LAYERS[kind](cin, cout, k, stride, padding, groups=groups, experts=experts, **options)
 
 
-@contextlib.contextmanager
-def swapped(module: nn.Module, tensors: dict):
-    """Temporarily replace parameters (by dotted name) with other tensors; restore afterwards."""
-    owners = dict(module.named_modules())
-    saved = []
-    for name, t in tensors.items():
-        prefix, _, attr = name.rpartition(".")
-        owner = owners[prefix]
-        saved.append((owner, attr, getattr(owner, attr)))
-        object.__setattr__(owner, attr, t)  # bypass the registry: only the attribute is swapped
-    try:
-        yield
-    finally:
-        for owner, attr, t in saved:
-            object.__setattr__(owner, attr, t)
-
-
 def layer_gradcheck(layer: nn.Module, x: np.ndarray, **tolerances) -> None:
-    """gradcheck of layer(x) w.r.t. x and every parameter, in float64 (layer must be .double())."""
-    names = [name for name, _ in layer.named_parameters()]
-    params = [mc.Tensor(p.numpy().copy(), requires_grad=True) for _, p in layer.named_parameters()]
-    assert all(p.dtype == np.float64 for p in params), "call layer.double() first"
+    """gradcheck of layer(x) w.r.t. x and every parameter, in float64 (layer must be .double()).
 
-    def forward(x, *ps):
-        with swapped(layer, dict(zip(names, ps))):
-            return layer(x)
-
-    xt = mc.Tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
-    label = f"{type(layer).__name__}({layer.extra_repr()}) inputs [x, {', '.join(names)}]"
-    gradcheck(forward, xt, *params, name=label, **tolerances)
-    # every swapped-in tensor took part in the graph (else its check would pass vacuously: 0 == 0)
-    unused = [name for name, p in zip(names, params) if p.grad is None]
-    assert not unused, f"{label}: parameters not reached by backward: {unused}"
+    The public `minicoconv.testing.gradcheck_module`; it also fails when backward never
+    reaches a parameter (that parameter's check would pass vacuously, 0 == 0).
+    """
+    gradcheck_module(layer, mc.Tensor(np.asarray(x, dtype=np.float64), requires_grad=True), **tolerances)
 
 
 def exercise_bn(layer: nn.Module, x_shape: tuple, steps: int = 3, seed: int = 0, dtype=np.float32) -> None:

@@ -1,5 +1,6 @@
-"""to_torch / from_torch on all 17 CIFAR models (3 backbones x static, CondConv, DY-CNN, CoConv, ODConv,
-plus DGC on AlexNet and ResNet18) at full size: float32 outputs equal to 1e-5 relative, weights back exactly.
+"""to_torch / from_torch on all 23 CIFAR models (AlexNet, ResNet18, MobileNetV2 and the demo SmallCNN x static,
+CondConv, DY-CNN, CoConv, ODConv, plus DGC on all but MobileNetV2) at full size: float32 outputs equal to 1e-5
+relative, weights back exactly.
 
 ODConv normalises its attention over the batch of pooled features (BatchNorm on N x A x 1 x 1),
 which differ little between random samples at initialisation: dividing by their tiny batch std
@@ -21,7 +22,7 @@ from minicoconv.interop import from_torch, to_torch, torch_state
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: to_torch/from_torch need it")
 
-MODELS = [(m, c) for m in ("alexnet", "resnet18", "mobilenetv2")
+MODELS = [(m, c) for m in ("alexnet", "resnet18", "mobilenetv2", "smallcnn")
           for c in ("static", "condconv", "dycnn", "coconv", "odconv", "dgc") if (m, c) != ("mobilenetv2", "dgc")]
 RTOL32, RTOL64 = 1e-5, 1e-7
 
