@@ -79,7 +79,7 @@ PRIMITIVES: dict[str, str] = {
 USES_GENERIC_FORM: dict[str, frozenset[str]] = {
     "cpu": frozenset(),
     "reference": frozenset({"accumulate"}),  # a new array each time: simplest, and always correct
-    "cuda": frozenset({"accumulate", "own", "relu_forward", "relu_backward", "gathered_conv2d_forward",
+    "cuda": frozenset({"accumulate", "gathered_conv2d_forward",
                        "aggregate_kernels", "aggregate_kernels_backward", "mixture_conv2d_forward",
                        "mixture_conv2d_backward"}),
 }

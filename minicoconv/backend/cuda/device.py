@@ -28,6 +28,7 @@ span several tiles, which exercises the tile-boundary code.
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 
 import numpy as np
@@ -112,6 +113,26 @@ def contiguous(a):
 def flat(a):
     """The 1-d view of a device array that kernels index (0-d arrays give 1 element)."""
     return contiguous(a).reshape(1 if a.ndim == 0 else a.size)
+
+
+def owns_memory(a) -> bool:
+    """Whether `a` is the only array that sees its memory (so a `.grad` may keep it, no copy).
+
+    On a GPU, a's pointer must be a whole allocation (not a slice's view pointer) with one
+    owned reference (slices take one each) held by `a` alone (reshapes share a's pointer
+    object). Under the simulator, a's NumPy buffer must own its memory and be seen by no view
+    (so an array the simulator uploaded, a view of its copy, is always copied: safe, if slower).
+    Anything else, or anything unexpected, answers False: the caller then copies.
+    """
+    if SIMULATOR:
+        data = getattr(a, "_ary", None)
+        return isinstance(data, np.ndarray) and data.base is None and sys.getrefcount(data) <= 3
+    mem = getattr(a, "gpu_data", None)
+    try:
+        whole = mem._view is mem._mem and mem._mem.refct == 1
+    except (AttributeError, ReferenceError):
+        return False
+    return whole and sys.getrefcount(mem) <= 3  # a's attribute, `mem`, getrefcount's argument
 
 
 @cache
