@@ -95,6 +95,7 @@ class CUDABackend(Backend):
 
     # training
     sgd_update = staticmethod(sgd.sgd_update)
+    sgd_update_many = staticmethod(sgd.sgd_update_many)
 
     # kernels
     conv2d_forward = staticmethod(conv.conv2d_forward)

@@ -8,8 +8,8 @@
     c.host_to_device, c.device_to_host        # copies that wait for the host (each one a sync)
     c.device_to_device, c.host_args           # D2D copies; NumPy arrays passed to a kernel
 
-Every kernel of this backend starts in `device.launch` or `device.launch_tiles`, so
-wrapping those two counts every launch (a GEMM that goes to cuBLAS is not a launch of
+Every kernel of this backend starts in `device.launch`, `device.launch_tiles` or
+`device.launch_rows`, so wrapping those three counts every launch (a GEMM that goes to cuBLAS is not a launch of
 ours and is not counted; under the simulator every GEMM is the tiled kernel). Copies are
 counted where numba makes them: `cuda.to_device`, and the device array class's
 `copy_to_host` / `copy_to_device` (a device source is a D2D copy, a host one H2D). A
@@ -69,13 +69,15 @@ def counting(run_kernels: bool = True):
     """Count launches and copies of the CUDA backend inside the block (see the module docstring)."""
     counts = Counts()
     cls, cuda = _array_class(), dev.cuda
-    saved = {"launch": dev.launch, "launch_tiles": dev.launch_tiles, "to_device": cuda.to_device,
+    saved = {"launch": dev.launch, "launch_tiles": dev.launch_tiles, "launch_rows": dev.launch_rows,
+             "to_device": cuda.to_device,
              "copy_to_host": vars(cls)["copy_to_host"], "copy_to_device": vars(cls)["copy_to_device"]}
 
     def record(kernel, args) -> None:
         counts.launches += 1
         counts.by_kernel[_name(kernel)] += 1
-        counts.host_args += sum(isinstance(a, np.ndarray) for a in args)
+        flat = [x for a in args for x in (a if isinstance(a, tuple) else (a,))]  # tuples of arrays too
+        counts.host_args += sum(isinstance(a, np.ndarray) for a in flat)
 
     def launch(kernel, work, *args, **kwargs):
         if work > 0:
@@ -88,6 +90,12 @@ def counting(run_kernels: bool = True):
             record(kernel, args)
             if run_kernels:
                 saved["launch_tiles"](kernel, rows, cols, batch, *args)
+
+    def launch_rows(kernel, work, rows, *args):
+        if work > 0 and rows > 0:
+            record(kernel, args)
+            if run_kernels:
+                saved["launch_rows"](kernel, work, rows, *args)
 
     def to_device(obj, *args, **kwargs):
         counts.host_to_device += 1
@@ -104,10 +112,11 @@ def counting(run_kernels: bool = True):
             counts.host_to_device += 1
         return saved["copy_to_device"](self, ary, *args, **kwargs)
 
-    dev.launch, dev.launch_tiles, cuda.to_device = launch, launch_tiles, to_device
+    dev.launch, dev.launch_tiles, dev.launch_rows, cuda.to_device = launch, launch_tiles, launch_rows, to_device
     cls.copy_to_host, cls.copy_to_device = copy_to_host, copy_to_device
     try:
         yield counts
     finally:
-        dev.launch, dev.launch_tiles, cuda.to_device = saved["launch"], saved["launch_tiles"], saved["to_device"]
+        dev.launch, dev.launch_tiles, dev.launch_rows = saved["launch"], saved["launch_tiles"], saved["launch_rows"]
+        cuda.to_device = saved["to_device"]
         cls.copy_to_host, cls.copy_to_device = saved["copy_to_host"], saved["copy_to_device"]
