@@ -4,8 +4,10 @@
 #   OUT=/tmp/gpu-check bash scripts/gpu_check.sh            # everything
 #   STAGES="env parity tests" bash scripts/gpu_check.sh      # some stages
 #
-# Stages: env (GPU, driver, library versions), parity (scripts/gpu_parity.py: real-size GEMMs,
-# reductions, dynamic layers, a float32 training step of every model against the CPU backend),
+# Stages: env (GPU, driver, library versions), counts (scripts/cuda_counts.py: launches and copies
+# of one ResNet18-CoConv step, nothing run), parity (scripts/gpu_parity.py: real-size GEMMs,
+# reductions, dynamic layers, a float64 then a float32 training step of every model against the
+# CPU backend),
 # tests (the cuda-marked tests on the device), bench (`minicoconv bench --all --device cuda` at
 # batch 128 against PyTorch CUDA, strict float32 and PyTorch's default TF32 convolutions), epoch
 # (ResNet18-CoConv training on the 50,000-image synthetic stand-in: EPOCH_STEPS steps, or the
@@ -15,7 +17,7 @@
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-check}"
-STAGES="${STAGES:-env parity tests bench epoch}"
+STAGES="${STAGES:-env counts parity tests bench epoch}"
 EPOCH_STEPS="${EPOCH_STEPS:-60}"
 BENCH_CONVS="${BENCH_CONVS:-static coconv condconv dycnn odconv dgc}"
 BENCH_REPEATS="${BENCH_REPEATS:-5}"  # PARITY_ARGS and BENCH_ARGS: more options for either
@@ -45,6 +47,11 @@ for name in ("numpy", "numba", "numba-cuda", "cuda-bindings", "cuda-core", "cupy
         pass
 EOF
     } 2>&1 | tee "$OUT/env.txt"
+fi
+
+if has counts; then
+    stage counts  # no kernel runs: seconds; the launches and host copies a step asks for
+    timeout 120 "$PY" scripts/cuda_counts.py --json "$OUT/counts.json" 2>&1 | tee "$OUT/counts.log"
 fi
 
 if has parity || has tests; then

@@ -114,4 +114,5 @@ def backward(root, grad: Any) -> None:
                 grads[key] = ctx.backend.accumulate(grads[key], pg)
             else:
                 grads[key] = ctx.backend.add(grads[key], pg)
+        input_grads = pg = None  # else the next leaf's gradient looks shared to getrefcount, and is copied
         ctx.free()

@@ -92,6 +92,11 @@ class Backend:
         p6 = None if plain is None else self.reshape(plain, (n_batch, n_groups, 1, depth, *spatial))
         return s6, self.reshape(r, (*r.shape, 1, 1)), p6
 
+    # -- optimizer (generic form: one sgd_update per parameter; a GPU backend updates many per launch) --
+    def sgd_update_many(self, params, grads, bufs, lr, momentum, weight_decay, nesterov):
+        """[sgd_update(p, g, b, ...) for each triple]: the momentum buffers, in order."""
+        return [self.sgd_update(p, g, b, lr, momentum, weight_decay, nesterov) for p, g, b in zip(params, grads, bufs)]
+
     # -- gradient accumulation (the engine calls these only for arrays nothing else references) --
     def accumulate(self, total, g):
         """total + g, in total's memory where the backend can (generic form: a new array)."""

@@ -40,6 +40,7 @@ PRIMITIVES: dict[str, str] = {
     "relu_forward": "(a) -> max(a, 0)", "relu_backward": "(g, y) -> g * [y > 0]",
     # training
     "sgd_update": "(param, grad, buf, lr, momentum, weight_decay, nesterov) -> buf; param updated in place",
+    "sgd_update_many": "(params, grads, bufs, lr, momentum, weight_decay, nesterov) -> bufs; sgd_update of each",
     # convolution
     "conv2d_forward": "(x (N,C,H,W), w (C',C/g,kh,kw), bias, stride, padding, dilation, groups) -> (y, saved)",
     "conv2d_backward": ("(gy, x, w, saved, stride, padding, dilation, groups, need_dx, need_dw, need_db) "
@@ -77,9 +78,9 @@ PRIMITIVES: dict[str, str] = {
 
 #: per backend name, the primitives it takes on purpose from the generic forms on `Backend`
 USES_GENERIC_FORM: dict[str, frozenset[str]] = {
-    "cpu": frozenset(),
-    "reference": frozenset({"accumulate"}),  # a new array each time: simplest, and always correct
-    "cuda": frozenset({"accumulate", "own", "relu_forward", "relu_backward", "gathered_conv2d_forward",
+    "cpu": frozenset({"sgd_update_many"}),  # a loop of sgd_update: a call costs no launch on a CPU
+    "reference": frozenset({"accumulate", "sgd_update_many"}),  # a new array each time: simplest, always correct
+    "cuda": frozenset({"accumulate", "gathered_conv2d_forward",
                        "aggregate_kernels", "aggregate_kernels_backward", "mixture_conv2d_forward",
                        "mixture_conv2d_backward"}),
 }

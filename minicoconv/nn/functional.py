@@ -28,7 +28,10 @@ def cross_entropy(logits: Tensor, targets) -> Tensor:
     loss = mean_i( logsumexp(z_i) - z_i[t_i] ), computed from log_softmax so it
     never overflows; the backward is fused: (softmax(z) - onehot(t)) / N.
     """
-    t = targets if isinstance(targets, Tensor) else Tensor(targets, dtype="int64", device=logits.device)
+    # validated where the values are: host labels before they are uploaded (reading targets back
+    # from a GPU would stall every training step); a Tensor's through one read
+    host = targets.numpy() if isinstance(targets, Tensor) else np.asarray(targets)
+    t = targets if isinstance(targets, Tensor) else Tensor(host, dtype="int64", device=logits.device)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
     if t.ndim != 1 or t.shape[0] != logits.shape[0]:
@@ -38,7 +41,6 @@ def cross_entropy(logits: Tensor, targets) -> Tensor:
         raise TypeError(f"cross_entropy: targets must be integer class indices, got {t.dtype}")
     if not dtypes.is_floating(logits.dtype):
         raise TypeError(f"cross_entropy: logits must be floating point, got {logits.dtype}")
-    host = t.numpy()
     if host.size and (host.min() < 0 or host.max() >= logits.shape[1]):
         raise ValueError(f"cross_entropy: targets must lie in [0, {logits.shape[1]}), "
                          f"got values from {host.min()} to {host.max()}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+
+import numpy as np
+
 from ..autograd import Function
 
 
@@ -44,6 +48,10 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     """loss = mean_i( logsumexp(z_i) - z_i[t_i] ) for logits z (N, C), targets t (N,).
 
+    The target entries are picked with the mask onehot[i, c] = [t_i == c], one broadcast
+    compare against the class ids 0..C-1, rather than by indexing z with t: indexing with
+    an array of positions made a GPU backend bring the targets back to the host (twice a
+    step); the compare needs nothing but elementwise kernels on any backend.
     Backward (fused): dz = g * (softmax(z) - onehot(t)) / N.
     """
 
@@ -52,18 +60,23 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, targets):
         be = ctx.backend
-        n = logits.shape[0]
+        n, n_classes = logits.shape
         logp = be.log_softmax(logits, 1)
-        rows = be.asarray(range(n), dtype="int64") if n else targets
-        picked = be.getitem(logp, (rows, targets))
-        ctx.save_for_backward(logp, rows, targets)
+        onehot = be.equal(be.reshape(targets, (n, 1)), _class_ids(be, n_classes))  # (N, C) bool
+        picked = be.where(onehot, logp, 0)  # where, not a product: -inf * 0 would be NaN
+        ctx.save_for_backward(logp, onehot)
         return be.divide(be.negative(be.sum(picked)), n)
 
     @staticmethod
     def backward(ctx, g):
         be = ctx.backend
-        logp, rows, targets = ctx.saved
+        logp, onehot = ctx.saved
         n = logp.shape[0]
-        onehot = be.scatter_add(logp.shape, (rows, targets), be.full((n,), 1, dtype=logp.dtype))
-        grad = be.multiply(be.subtract(be.exp(logp), onehot), be.divide(g, n))
+        grad = be.multiply(be.subtract(be.exp(logp), be.astype(onehot, logp.dtype)), be.divide(g, n))
         return grad, None
+
+
+@cache
+def _class_ids(backend, n_classes: int):
+    """0..C-1 as int64 on `backend`: uploaded once per backend and C, not once per step."""
+    return backend.asarray(np.arange(n_classes, dtype=np.int64))

@@ -48,13 +48,17 @@ class SGD:
     def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         for group in self.param_groups:
+            by_backend: dict[int, list] = {}  # one call per backend: a GPU updates them all in a few launches
+            seen: set[int] = set()
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                buf = self.state.get(id(p))
-                self.state[id(p)] = p._backend.sgd_update(
-                    p.data, p.grad.data, buf, group["lr"], group["momentum"], group["weight_decay"],
-                    group["nesterov"])
+                if p.grad is not None and id(p) not in seen:  # a parameter listed twice is updated once
+                    seen.add(id(p))
+                    by_backend.setdefault(id(p._backend), []).append(p)
+            for ps in by_backend.values():
+                bufs = ps[0]._backend.sgd_update_many(
+                    [p.data for p in ps], [p.grad.data for p in ps], [self.state.get(id(p)) for p in ps],
+                    group["lr"], group["momentum"], group["weight_decay"], group["nesterov"])
+                self.state.update((id(p), b) for p, b in zip(ps, bufs))
 
     def _params(self) -> list[Parameter]:
         return [p for group in self.param_groups for p in group["params"]]

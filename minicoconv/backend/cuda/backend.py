@@ -13,9 +13,10 @@ from functools import partial
 from numba import cuda
 
 from ..base import Backend
-from . import conv, creation, elementwise, expert_mix, linalg, norm, per_sample, pool, reduce, sgd, shape
+from . import activation, conv, creation, elementwise, expert_mix, linalg, norm, per_sample, pool, reduce, sgd, shape
 from . import softmax as softmax_kernels
 from .device import SIMULATOR, synchronize
+from .device import owns_memory as dev_owns_memory
 
 _unary = elementwise.unary
 _binary = elementwise.binary
@@ -38,6 +39,12 @@ class CUDABackend(Backend):
     zeros = staticmethod(creation.zeros)
     full = staticmethod(creation.full)
     copy = staticmethod(creation.copy)
+
+    @staticmethod
+    def own(g):
+        """g itself when no other array sees its memory, else a copy (the engine asks this for a
+        leaf's gradient that nothing else holds: a copy per parameter per step otherwise)."""
+        return g if dev_owns_memory(g) else creation.copy(g)
     astype = staticmethod(elementwise.astype)
 
     # elementwise
@@ -60,6 +67,10 @@ class CUDABackend(Backend):
     tanh = staticmethod(partial(_unary, "tanh"))
     sigmoid = staticmethod(partial(_unary, "sigmoid"))
     where = staticmethod(elementwise.where)
+
+    # activations (fused)
+    relu_forward = staticmethod(activation.relu_forward)
+    relu_backward = staticmethod(activation.relu_backward)
 
     # reductions
     sum = staticmethod(reduce.reduce_sum)
@@ -84,6 +95,7 @@ class CUDABackend(Backend):
 
     # training
     sgd_update = staticmethod(sgd.sgd_update)
+    sgd_update_many = staticmethod(sgd.sgd_update_many)
 
     # kernels
     conv2d_forward = staticmethod(conv.conv2d_forward)

@@ -28,6 +28,7 @@ span several tiles, which exercises the tile-boundary code.
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 
 import numpy as np
@@ -71,6 +72,13 @@ def launch_tiles(kernel, rows: int, cols: int, batch: int, *args) -> None:
         kernel[grid, (TILE, TILE)](*args)
 
 
+def launch_rows(kernel, work: int, rows: int, *args) -> None:
+    """Run `kernel[(x, rows), THREADS](*args)`: grid row y for item y of `rows` (a tensor of a
+    list, say), x blocks enough for `work` elements of the largest (none if either is 0)."""
+    if work > 0 and rows > 0:
+        kernel[(min(cdiv(work, THREADS), MAX_BLOCKS), min(rows, MAX_BLOCKS)), THREADS](*args)
+
+
 def synchronize() -> None:
     """Wait until every launched kernel has finished (kernels run asynchronously)."""
     cuda.synchronize()
@@ -112,6 +120,30 @@ def contiguous(a):
 def flat(a):
     """The 1-d view of a device array that kernels index (0-d arrays give 1 element)."""
     return contiguous(a).reshape(1 if a.ndim == 0 else a.size)
+
+
+def owns_memory(a) -> bool:
+    """Whether `a` is the only array that sees its memory (so a `.grad` may keep it, no copy).
+
+    On a GPU, a's pointer must be a whole allocation (not a slice's view pointer) with one
+    owned reference (slices take one each) held by `a` alone (reshapes share a's pointer
+    object). Under the simulator, a's NumPy buffer must own its memory, or be the one view of
+    an array nothing else holds, and be seen by no view (an array the simulator uploaded is a
+    view of a view, and is always copied: safe, if slower).
+    Anything else, or anything unexpected, answers False: the caller then copies.
+    """
+    if SIMULATOR:
+        data = getattr(a, "_ary", None)
+        if not isinstance(data, np.ndarray) or sys.getrefcount(data) > 3:  # a's attribute, `data`, the argument
+            return False
+        root = data.base  # a reshape's buffer is its source's: fine when nothing else holds that source
+        return root is None or (isinstance(root, np.ndarray) and root.base is None and sys.getrefcount(root) <= 3)
+    mem = getattr(a, "gpu_data", None)
+    try:
+        whole = mem._view is mem._mem and mem._mem.refct == 1
+    except (AttributeError, ReferenceError):
+        return False
+    return whole and sys.getrefcount(mem) <= 3  # a's attribute, `mem`, getrefcount's argument
 
 
 @cache

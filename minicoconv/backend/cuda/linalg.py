@@ -150,4 +150,4 @@ def matmul(a, b):
         c = Operand(dev.flat(out), 0, tuple(s * m * n for s in c_strides(batch_shape)), n, 1)
         gemm(_matrices(a, batch_shape), _matrices(b, batch_shape), c, batch_shape, m, n, k)
     shape = batch_shape + ((m,) if not a_vec else ()) + ((n,) if not b_vec else ())
-    return out.reshape(shape)
+    return out if shape == tuple(out.shape) else out.reshape(shape)  # no needless view: a .grad may keep out
