@@ -20,10 +20,11 @@ def _static_conv(in_channels: int, out_channels: int, kernel_size: int, stride: 
 # The built-in conv types, in the order tables and `--help` list them. A new one is one layer file
 # plus one line here (or a register_conv_type call in your own file: docs/extending.md).
 register_conv_type("static", _static_conv, experts=False, description="plain convolution")
-register_conv_type("condconv", CondConv2d, description="CondConv (Yang et al. 2019)")
-register_conv_type("dycnn", DyConv2d, options=("reduction", "temperature", "anneal"),
+register_conv_type("condconv", CondConv2d, options=("bias",), description="CondConv (Yang et al. 2019)")
+register_conv_type("dycnn", DyConv2d, options=("bias", "reduction", "temperature", "anneal"),
                    description="DY-CNN (Chen et al. 2020)")
-register_conv_type("coconv", CoConv2d, options=("activation", "attention", "multiscale", "expert_bn", "reduction"),
+register_conv_type("coconv", CoConv2d, options=("bias", "activation", "attention", "multiscale", "expert_bn",
+                                               "reduction"),
                    description="CoConv (Nguyen et al. 2021)")
 register_conv_type("odconv", ODConv2d, options=("reduction", "temperature", "anneal"),
                    description="ODConv (Li et al. 2022)")
