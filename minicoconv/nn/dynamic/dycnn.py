@@ -23,6 +23,7 @@ class DyConv2d(MixtureConv2d):
     reduction=16, temperature=1.0, anneal=False)."""
 
     temperature = scalar_buffer("temperature")
+    routing_activation = "softmax"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  groups: int = 1, bias: bool = False, experts: int = 4, reduction: int = 16,

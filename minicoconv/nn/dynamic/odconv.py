@@ -34,6 +34,7 @@ class ODConv2d(ExpertConv2d):
 
     min_training_batch = 2  # the attention BatchNorm sees (N, A, 1, 1): one value per channel per image
     temperature = scalar_buffer("temperature")
+    routing_activation = "softmax"  # of the kernel attention alpha_w, the one `routing_gates` returns
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  groups: int = 1, bias: bool = False, experts: int = 4, reduction: float = 1 / 16,
@@ -91,6 +92,10 @@ class ODConv2d(ExpertConv2d):
         return alpha_c, alpha_f, alpha_s, alpha_w
 
     routing_weights = attentions
+
+    def routing_gates(self, x):
+        """The expert gates alone, alpha_w (N, n) (what `minicoconv inspect` reports)."""
+        return self.attentions(x)[3]
 
     def on_training_progress(self, progress: TrainingProgress) -> None:
         """With anneal=True: T = 1 + 29 (1 - t / (10 epochs of steps)), t = the step about to run (from 1)."""
