@@ -150,7 +150,7 @@ class SparseDGConv2d(Module):
 
     def __init__(self, layer: DGConv2d):
         super().__init__()
-        object.__setattr__(self, "_layer", layer)
+        self.keep_reference("_layer", layer)  # not registered: its BN and tensors are, below
         self.bn = layer.bn
         for name in ("weight", "gate1", "gate2", "gate2_bias"):
             setattr(self, name, getattr(layer, name))

@@ -149,7 +149,7 @@ class FusedODConv2d(Module):
 
     def __init__(self, layer: ODConv2d):
         super().__init__()
-        object.__setattr__(self, "_layer", layer)
+        self.keep_reference("_layer", layer)  # not registered: its children and weight are, below
         for name, m in layer._modules.items():
             setattr(self, name, m)
         self.weight = layer.weight
