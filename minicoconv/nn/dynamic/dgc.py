@@ -29,6 +29,7 @@ import numpy as np
 
 from ... import creation, functions
 from ...autograd import no_grad
+from ...geometry import pair
 from ...tensor import Tensor
 from .. import functional as F
 from .. import init
@@ -67,11 +68,11 @@ class DGConv2d(Module):
                              f"and out_channels ({out_channels})")
         if not 0 < keep <= 1:
             raise ValueError(f"DGConv2d: keep must be in (0, 1], got {keep}")
-        k = F._pair(kernel_size, "kernel_size", "DGConv2d", 1)
+        k = pair("DGConv2d", "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.heads, self.keep = in_channels, out_channels, heads, keep
         self.kernel_size = k
-        self.stride = F._pair(stride, "stride", "DGConv2d", 1)
-        self.padding = F._pair(padding, "padding", "DGConv2d", 0)
+        self.stride = pair("DGConv2d", "stride", stride, 1)
+        self.padding = pair("DGConv2d", "padding", padding, 0)
         hidden = max(in_channels // (8 if in_channels < 80 else 16), 1)
         self.bn = BatchNorm2d(in_channels)
         self.weight = Parameter(creation.zeros(heads, out_channels // heads, in_channels, *k))
