@@ -377,7 +377,8 @@ def test_input_errors(kind, shape):
 
 def test_functional_errors():
     x = mc.randn(2, 4, 5, 5)
-    with pytest.raises(ValueError, match=r"dynamic_conv2d: routing must be \(N, n\) = \(2, 3\), got \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"dynamic_conv2d: routing must be \(N, n\) = \(2, 3\) or "
+                                         r"\(N, n, C'\) = \(2, 3, 6\), got \(2, 4\)"):
         F.dynamic_conv2d(x, mc.randn(3, 6, 4, 3, 3), mc.randn(2, 4))
     with pytest.raises(ValueError, match=r"dynamic_conv2d: bank must be \(n, C', C/groups, kh, kw\)"):
         F.dynamic_conv2d(x, mc.randn(6, 4, 3, 3), mc.randn(2, 3))
