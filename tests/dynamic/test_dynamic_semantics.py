@@ -331,8 +331,8 @@ def test_aggregated_kernel_semantics(kind, groups):
     (dict(experts=2.5), r"experts must be an int >= 1, got 2.5"),
     (dict(groups=4), r"in_channels \(6\) and out_channels \(8\) must both be divisible by groups \(4\)"),
     (dict(groups=0), r"groups must be >= 1"),
-    (dict(stride=0), r"stride must be >= 1"),
-    (dict(padding=-1), r"padding must be >= 0"),
+    (dict(stride=0), r"expected stride >= 1"),
+    (dict(padding=-1), r"expected padding >= 0"),
 ], ids=["experts0", "experts-2", "experts2.5", "groups4", "groups0", "stride0", "padding-1"])
 def test_constructor_errors(kind, kwargs, message):
     cls = {"condconv": nn.CondConv2d, "dycnn": nn.DyConv2d, "coconv": nn.CoConv2d}[kind]
