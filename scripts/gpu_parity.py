@@ -246,7 +246,7 @@ def train_step_parity(name: str, conv: str, batch: int) -> None:
 
 @section
 def steps(batch: int, big_batch: int, quick: bool):
-    convs = ("static", "coconv") if quick else models.CONV_TYPES
+    convs = ("static", "coconv") if quick else models.conv_types()
     for name in sorted(models.MODELS):
         for conv in convs:
             if (name, conv) == ("mobilenetv2", "dgc"):

@@ -75,6 +75,7 @@ def test_odconv_and_dgc_rows(with_torch, request):
 def test_torch_odconv_and_dgc_references_compute_what_ours_do(torch):
     """The PyTorch references load our state_dict and give our outputs (training and eval)."""
     from minicoconv.interop.torch_beyond import TorchDGConv2d, TorchODConv2d
+    from minicoconv.interop.weights import torch_state
 
     rng = np.random.default_rng(0)
     cases = [(nn.ODConv2d(8, 6, 3, 1, 1, groups=2, experts=3), TorchODConv2d(8, 6, 3, 1, 1, 2, experts=3)),
@@ -83,7 +84,7 @@ def test_torch_odconv_and_dgc_references_compute_what_ours_do(torch):
     for ours, theirs in cases:
         if isinstance(ours, nn.DGConv2d):  # distinct saliencies: no ties for the pruning to break differently
             ours.gate2_bias.data = rng.uniform(0.5, 1.5, ours.gate2_bias.shape).astype(np.float32)
-        state = {k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()}
+        state = {k: torch.from_numpy(np.array(v)) for k, v in torch_state(ours).items()}  # settings are not weights
         missing, unexpected = theirs.load_state_dict(state, strict=False)
         assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
         x = rng.standard_normal((4, 8, 5, 5)).astype(np.float32)

@@ -11,15 +11,19 @@
 5. frees each op's saved arrays as soon as they are used.
 
 Sums of several uses are added in place, and a leaf keeps the array its gradient arrived
-in instead of a copy, when nothing but the engine holds that array (its reference count
-says so, and the backend can tell it is not a view: `Backend.accumulate` / `own`). A fresh
-array per sum was a new allocation whose pages the OS zeroes on first touch (the measured
-gain: docs/performance.md).
+in instead of a copy, when the engine owns that array (and the backend can tell it is not
+a view: `Backend.accumulate` / `own`). A fresh array per sum was a new allocation whose
+pages the OS zeroes on first touch (the measured gain: docs/performance.md).
+
+Ownership is tracked explicitly, in the set `owned` of pending gradients only the engine
+holds: a sum the engine made, or an array an op's backward returned that is not its incoming
+gradient and not returned for two inputs (Add returns its `g` for both). That is the
+contract of `Function.backward`: it returns arrays it does not keep, or its incoming `g`
+(or views of it), which the engine never writes to. The root's gradient is the caller's.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 
@@ -70,25 +74,23 @@ def topological_order(root) -> list:
     return order
 
 
-# sys.getrefcount(a) counts its own argument: 2 for an array held by one dict entry (or one
-# local variable) and nothing else.
-_ONLY_IN_DICT = _ONLY_LOCAL = 2
-
-
 def backward(root, grad: Any) -> None:
     """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires it."""
     from ..tensor import Tensor
 
     grads = {id(root): grad}
+    owned: set[int] = set()  # keys of `grads` whose array only the engine holds
     for t in reversed(topological_order(root)):
         g = grads.pop(id(t), None)
         if g is None:
             continue
+        g_owned = id(t) in owned
+        owned.discard(id(t))
         ctx = t._ctx
         if ctx is None or t._retains_grad:
             if t.grad is not None:
                 g_leaf = t._backend.add(t.grad.data, g)
-            elif ctx is None and sys.getrefcount(g) == _ONLY_LOCAL:
+            elif ctx is None and g_owned:
                 g_leaf = t._backend.own(g)  # nothing else holds g: no copy needed
             else:
                 g_leaf = t._backend.copy(g)
@@ -101,18 +103,22 @@ def backward(root, grad: Any) -> None:
         name = ctx.fn.__name__
         if len(input_grads) != len(ctx.inputs):
             raise RuntimeError(f"{name}.backward returned {len(input_grads)} gradients for {len(ctx.inputs)} inputs")
+        returned = [id(pg) for pg in input_grads if pg is not None]
         for parent, pg in zip(ctx.inputs, input_grads):
             if parent is None or pg is None or not parent.requires_grad:
                 continue
+            fresh = (pg is not g or g_owned) and returned.count(id(pg)) == 1
             pg = unbroadcast(ctx.backend, pg, parent.shape, name)
             if pg.dtype != parent.dtype:
                 raise RuntimeError(f"{name}.backward: gradient dtype {pg.dtype} != input dtype {parent.dtype}")
             key = id(parent)
             if key not in grads:
                 grads[key] = pg
-            elif sys.getrefcount(grads[key]) == _ONLY_IN_DICT:  # only `grads` holds it: add in place
+                if fresh:
+                    owned.add(key)
+            elif key in owned:  # only the engine holds the sum so far: add in place
                 grads[key] = ctx.backend.accumulate(grads[key], pg)
             else:
                 grads[key] = ctx.backend.add(grads[key], pg)
-        input_grads = pg = None  # else the next leaf's gradient looks shared to getrefcount, and is copied
+                owned.add(key)
         ctx.free()

@@ -12,6 +12,8 @@ records a `Context` node on the output. Positional inputs that are not tensors
 
 `backward` returns gradients shaped like the op's *output* broadcast; the engine
 (`autograd.engine`) sums them back to each input's shape, once, for every op.
+It returns arrays it does not keep, or its incoming `grad` itself (or views of it): the
+engine may add into the former in place and never writes to the latter.
 """
 
 from __future__ import annotations

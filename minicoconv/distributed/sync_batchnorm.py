@@ -97,7 +97,7 @@ class SyncBatchNorm2d(BatchNorm2d):
     def __init__(self, num_features: int, world: World, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True):
         super().__init__(num_features, eps, momentum, affine)
-        object.__setattr__(self, "world", world)  # not a parameter, buffer or module
+        self.keep_reference("world", world)  # not a parameter, buffer or module
 
     def forward(self, x):
         if not self.training:

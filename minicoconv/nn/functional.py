@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
 from .. import dtypes
+from ..geometry import pair
 from ..ops.conv import Conv2d as Conv2dOp
 from ..ops.dynamic_conv import DynamicConv2d as DynamicConv2dOp
 from ..ops.dynamic_conv import PerSampleConv2d as PerSampleConv2dOp
@@ -65,17 +64,6 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 # ---- convolution, pooling, normalisation ---------------------------------------
 
-def _pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
-    if not isinstance(value, int | np.integer | tuple | list):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int | np.integer) for v in pair):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def _check_4d(op: str, x: Tensor) -> None:
     if x.ndim != 4:
         raise ValueError(f"{op}: input must be 4-d (N, C, H, W), got shape {x.shape}")
@@ -90,8 +78,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     x (N, C, H, W), weight (C', C/groups, kh, kw), bias (C',) -> (N, C', H', W').
     """
     _check_4d("conv2d", x)
-    args = (_pair(stride, "stride", "conv2d", 1), _pair(padding, "padding", "conv2d", 0),
-            _pair(dilation, "dilation", "conv2d", 1))
+    args = (pair("conv2d", "stride", stride, 1), pair("conv2d", "padding", padding, 0),
+            pair("conv2d", "dilation", dilation, 1))
     if not isinstance(groups, int) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     return Conv2dOp.apply(x, weight, bias, *args, groups)
@@ -103,8 +91,8 @@ def per_sample_conv2d(x: Tensor, kernels: Tensor, stride=1, padding=0, groups: i
     x (N, C, H, W), kernels (N, C', C/groups, kh, kw) -> (N, C', H', W').
     """
     _check_4d("per_sample_conv2d", x)
-    args = (_pair(stride, "stride", "per_sample_conv2d", 1), _pair(padding, "padding", "per_sample_conv2d", 0),
-            _pair(dilation, "dilation", "per_sample_conv2d", 1))
+    args = (pair("per_sample_conv2d", "stride", stride, 1), pair("per_sample_conv2d", "padding", padding, 0),
+            pair("per_sample_conv2d", "dilation", dilation, 1))
     return PerSampleConv2dOp.apply(x, kernels, *args, groups)
 
 
@@ -112,21 +100,23 @@ def dynamic_conv2d(x: Tensor, bank: Tensor, routing: Tensor, stride=1, padding=0
                    dilation=1, spatial: Tensor | None = None) -> Tensor:
     """Convolution with per-sample mixtures of expert kernels: y_b = conv2d(x_b, s_b * sum_i r_bi W_i).
 
-    x (N, C, H, W), bank W (n, C', C/groups, kh, kw), routing r (N, n) -> (N, C', H', W').
+    x (N, C, H, W), bank W (n, C', C/groups, kh, kw), routing r (N, n), or (N, n, C') for one
+    weight per expert and output channel (r_bi is then a vector over C') -> (N, C', H', W').
     `spatial` s (N, kh*kw), optional, scales each kernel position per sample (ODConv).
     Aggregates and convolves in batch chunks (ops.dynamic_conv.KERNEL_BUDGET_BYTES).
     """
     _check_4d("dynamic_conv2d", x)
     if bank.ndim != 5:
         raise ValueError(f"dynamic_conv2d: bank must be (n, C', C/groups, kh, kw), got shape {bank.shape}")
-    if routing.shape != (x.shape[0], bank.shape[0]):
-        raise ValueError(f"dynamic_conv2d: routing must be (N, n) = {(x.shape[0], bank.shape[0])}, "
+    per_expert, per_channel = (x.shape[0], bank.shape[0]), (x.shape[0], bank.shape[0], bank.shape[1])
+    if routing.shape not in (per_expert, per_channel):
+        raise ValueError(f"dynamic_conv2d: routing must be (N, n) = {per_expert} or (N, n, C') = {per_channel}, "
                          f"got {routing.shape}")
     kk = bank.shape[3] * bank.shape[4]
     if spatial is not None and spatial.shape != (x.shape[0], kk):
         raise ValueError(f"dynamic_conv2d: spatial must be (N, kh*kw) = {(x.shape[0], kk)}, got {spatial.shape}")
-    args = (_pair(stride, "stride", "dynamic_conv2d", 1), _pair(padding, "padding", "dynamic_conv2d", 0),
-            _pair(dilation, "dilation", "dynamic_conv2d", 1))
+    args = (pair("dynamic_conv2d", "stride", stride, 1), pair("dynamic_conv2d", "padding", padding, 0),
+            pair("dynamic_conv2d", "dilation", dilation, 1))
     return DynamicConv2dOp.apply(x, bank, routing, spatial, *args, groups)
 
 
@@ -168,23 +158,23 @@ def expert_scale(x: Tensor, r: Tensor) -> Tensor:
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """Max over k x k windows (stride defaults to the kernel size); -inf padding."""
     _check_4d("max_pool2d", x)
-    k = _pair(kernel_size, "kernel_size", "max_pool2d", 1)
-    s = k if stride is None else _pair(stride, "stride", "max_pool2d", 1)
-    return MaxPool2dOp.apply(x, k, s, _pair(padding, "padding", "max_pool2d", 0))
+    k = pair("max_pool2d", "kernel_size", kernel_size, 1)
+    s = k if stride is None else pair("max_pool2d", "stride", stride, 1)
+    return MaxPool2dOp.apply(x, k, s, pair("max_pool2d", "padding", padding, 0))
 
 
 def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """Mean over k x k windows, zero padding counted in the mean (PyTorch's default)."""
     _check_4d("avg_pool2d", x)
-    k = _pair(kernel_size, "kernel_size", "avg_pool2d", 1)
-    s = k if stride is None else _pair(stride, "stride", "avg_pool2d", 1)
-    return AvgPool2dOp.apply(x, k, s, _pair(padding, "padding", "avg_pool2d", 0))
+    k = pair("avg_pool2d", "kernel_size", kernel_size, 1)
+    s = k if stride is None else pair("avg_pool2d", "stride", stride, 1)
+    return AvgPool2dOp.apply(x, k, s, pair("avg_pool2d", "padding", padding, 0))
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
     """Average pooling to a fixed (oh, ow), PyTorch's bin rule (also for inputs smaller than the output)."""
     _check_4d("adaptive_avg_pool2d", x)
-    return AdaptiveAvgPool2dOp.apply(x, _pair(output_size, "output_size", "adaptive_avg_pool2d", 1))
+    return AdaptiveAvgPool2dOp.apply(x, pair("adaptive_avg_pool2d", "output_size", output_size, 1))
 
 
 def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,

@@ -9,6 +9,7 @@ Attributes are ordinary attributes: there is no `__getattr__` indirection.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,6 +54,9 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if isinstance(getattr(type(self), name, None), property):  # e.g. a scalar buffer's float view
+            object.__setattr__(self, name, value)
+            return
         if isinstance(value, Parameter):
             self._buffers.pop(name, None)
             self._modules.pop(name, None)
@@ -78,7 +82,8 @@ class Module:
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """Keep `tensor` as non-trained state: saved in state_dict, moved by to()."""
         self._buffers[name] = tensor
-        object.__setattr__(self, name, tensor)
+        if not isinstance(getattr(type(self), name, None), property):  # a property reads the buffer itself
+            object.__setattr__(self, name, tensor)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -124,6 +129,31 @@ class Module:
             if m.min_training_batch > need:
                 need, who = m.min_training_batch, f"{type(m).__name__} ({name or 'the model'})"
         return need, who
+
+    def replace_child(self, name: str, module: Module | None) -> Module | None:
+        """Put `module` in place of the registered child `name` (same position); returns the old one."""
+        if name not in self._modules:
+            raise KeyError(f"{type(self).__name__} has no child {name!r} (children: {', '.join(self._modules)})")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"replace_child({name!r}): expected a Module or None, got {type(module).__name__}")
+        old = self._modules[name]
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
+        return old
+
+    def shallow_copy(self) -> Module:
+        """A copy sharing every parameter, buffer, child and attribute, with its own registries
+        (so that replacing its children leaves this module as it is) and no forward hooks."""
+        clone = copy.copy(self)
+        for registry in ("_parameters", "_buffers", "_modules"):
+            object.__setattr__(clone, registry, OrderedDict(getattr(self, registry)))
+        clone.__dict__.pop("_forward_hooks", None)
+        return clone
+
+    def keep_reference(self, name: str, value: Any) -> None:
+        """An attribute that is not registered: not a child, not traversed, moved or saved (a fused
+        form's reference to the layer whose tensors it registers itself; a process group)."""
+        object.__setattr__(self, name, value)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         return ((n, m) for n, m in self._modules.items() if m is not None)

@@ -383,3 +383,16 @@ def test_indexing_and_elementwise_mix_matches_torch(torch, seed):
         return torch.where(top > 0, top, 0.1 * top).amax(dim=1) + torch.stack([b[:3]] * 6).sum(1) / 2.0
 
     _compare_with_torch(torch, f_mc, f_torch, [a, b, c])
+
+
+def test_the_callers_gradient_and_pass_through_gradients_are_never_written():
+    """Ownership is explicit (autograd/engine.py): the root's gradient is the caller's, and an op
+    that hands its incoming gradient on (add, reshape) shares it; only sums the engine made are
+    accumulated in place."""
+    x = f64([[1.0, 2.0], [3.0, 4.0]])
+    g = np.array([1.0, -1.0, 2.0, 0.5])
+    kept = g.copy()
+    y = (x.reshape(4) + x.reshape(4)) + x.reshape(4)   # x used three times, every gradient passed on as is
+    y.backward(g)
+    np.testing.assert_array_equal(g, kept)
+    np.testing.assert_array_equal(x.grad.numpy(), 3 * kept.reshape(2, 2))

@@ -331,8 +331,8 @@ def test_aggregated_kernel_semantics(kind, groups):
     (dict(experts=2.5), r"experts must be an int >= 1, got 2.5"),
     (dict(groups=4), r"in_channels \(6\) and out_channels \(8\) must both be divisible by groups \(4\)"),
     (dict(groups=0), r"groups must be >= 1"),
-    (dict(stride=0), r"stride must be >= 1"),
-    (dict(padding=-1), r"padding must be >= 0"),
+    (dict(stride=0), r"expected stride >= 1"),
+    (dict(padding=-1), r"expected padding >= 0"),
 ], ids=["experts0", "experts-2", "experts2.5", "groups4", "groups0", "stride0", "padding-1"])
 def test_constructor_errors(kind, kwargs, message):
     cls = {"condconv": nn.CondConv2d, "dycnn": nn.DyConv2d, "coconv": nn.CoConv2d}[kind]
@@ -377,7 +377,8 @@ def test_input_errors(kind, shape):
 
 def test_functional_errors():
     x = mc.randn(2, 4, 5, 5)
-    with pytest.raises(ValueError, match=r"dynamic_conv2d: routing must be \(N, n\) = \(2, 3\), got \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"dynamic_conv2d: routing must be \(N, n\) = \(2, 3\) or "
+                                         r"\(N, n, C'\) = \(2, 3, 6\), got \(2, 4\)"):
         F.dynamic_conv2d(x, mc.randn(3, 6, 4, 3, 3), mc.randn(2, 4))
     with pytest.raises(ValueError, match=r"dynamic_conv2d: bank must be \(n, C', C/groups, kh, kw\)"):
         F.dynamic_conv2d(x, mc.randn(6, 4, 3, 3), mc.randn(2, 3))

@@ -101,7 +101,7 @@ def test_dynamic_convs_refuse_empty_input_by_name(name, shape):
                                   lambda: nn.CondConv2d(3, 4, 3, stride=1.5)],
                          ids=["Conv2d", "MaxPool2d", "CondConv2d"])
 def test_a_float_stride_is_a_clear_error(make):
-    with pytest.raises(ValueError, match=r"stride must be an int or a pair of ints, got 1\.5"):
+    with pytest.raises(ValueError, match=r"expected stride as an int or an \(h, w\) pair of ints, got 1\.5"):
         make()
 
 

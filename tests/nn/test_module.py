@@ -345,3 +345,17 @@ def test_fans_gains_and_bad_arguments():
         init.kaiming_uniform_(mc.zeros(3, 3), mode="fan_avg")
     with pytest.raises(ValueError, match="unknown nonlinearity"):
         init.kaiming_normal_(mc.zeros(3, 3), nonlinearity="gelu")
+
+
+def test_replace_child_and_shallow_copy():
+    """fuse() builds its result with these: the copy's children change, the original's do not."""
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    clone = net.shallow_copy()
+    old = clone.replace_child("0", nn.Identity())
+    assert old is net[0] and isinstance(clone[0], nn.Identity) and isinstance(net[0], nn.Linear)
+    assert list(dict(clone.named_children())) == ["0", "1"]          # same position
+    assert clone._parameters is not net._parameters
+    with pytest.raises(KeyError, match="no child 'nope'"):
+        clone.replace_child("nope", nn.ReLU())
+    with pytest.raises(TypeError, match="expected a Module"):
+        clone.replace_child("1", 3)

@@ -158,6 +158,17 @@ def test_wrong_version(saved, tmp_path):
     _expect_error(other, f"version {FORMAT_VERSION + 1}")
 
 
+def test_a_version_1_checkpoint_is_refused_with_the_reason(saved, tmp_path):
+    """Format 1 kept DY-CNN/ODConv temperatures under class-name trainer keys; format 2 keeps the
+    layers' schedule state in the model's buffers, so a version-1 file is refused, saying so."""
+    with np.load(saved[0], allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["format_version"] = np.array(1)
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    _expect_error(old, "format version 1, written by an older minicoconv", "buffers", "Retrain")
+
+
 def test_missing_keys(saved, tmp_path):
     path = saved[0]
     with np.load(path, allow_pickle=False) as npz:

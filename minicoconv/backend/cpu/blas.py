@@ -37,7 +37,8 @@ import numba
 import numpy as np
 from numba import njit, prange, types
 
-FLOAT_DTYPES = (np.float32, np.float64)
+from ...dtypes import FLOAT_DTYPES
+
 ROW_MAJOR, NO_TRANS = 101, 111  # CBLAS enums; CblasTrans = NO_TRANS + 1
 # a task's block of rows or columns is a multiple of this many elements (one 64-byte line
 # of float32), so the two halves of a split start on a cache line

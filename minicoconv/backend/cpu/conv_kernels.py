@@ -40,11 +40,15 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads
 
+from ...dtypes import FLOAT_DTYPES
+from ...geometry import ConvGeometry, conv2d_output_shape  # noqa: F401  (re-exported: callers import them here)
+from ...geometry import conv_geometry as _geometry
+from ...geometry import is_depthwise as _is_depthwise
+from ...geometry import is_int as _is_int
+from ...geometry import shape4 as _shape4
 from .blas import gemm
 from .depthwise import depthwise_backward_kernel, depthwise_forward_kernel
 from .im2col import col2im_blocks, fold_grad_kernel, im2col_blocks, unfold_output_kernel
-
-FLOAT_DTYPES = (np.float32, np.float64)
 
 # Target size of one block of columns (bytes): big enough for efficient GEMMs, small
 # enough to stay in cache between im2col, GEMM and col2im (sizes compared: docs/performance.md)
@@ -57,80 +61,6 @@ DW_TRANSPOSED_MAX_COUT = 128
 # --------------------------------------------------------------------------------------
 # Validation (runs before any kernel)
 # --------------------------------------------------------------------------------------
-
-
-class ConvGeometry(NamedTuple):
-    kh: int
-    kw: int
-    stride: tuple
-    padding: tuple
-    dilation: tuple
-    groups: int
-    out_shape: tuple  # (N, Cout, OH, OW)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _pair(op, name, value, minimum):
-    """An int or an (h, w) pair of ints, each >= minimum -> tuple of two ints."""
-    pair = (value, value) if _is_int(value) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(map(_is_int, pair)):
-        raise ValueError(f"{op}: expected {name} as an int or an (h, w) pair of ints, "
-                         f"got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{op}: expected {name} >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _shape4(op, name, shape, layout):
-    shape = tuple(shape) if isinstance(shape, (tuple, list)) else ()
-    if len(shape) != 4 or not all(map(_is_int, shape)) or min(shape) < 0:
-        raise ValueError(f"{op}: expected {name} of shape {layout} (4 non-negative ints), "
-                         f"got {shape if shape else 'a non-shape'}")
-    return tuple(int(s) for s in shape)
-
-
-def _out_size(op, axis, size, pad, k, dil, stride):
-    span = dil * (k - 1) + 1
-    if span > size + 2 * pad:
-        raise ValueError(f"{op}: expected the dilated kernel {axis} ({span}) to fit the padded "
-                         f"input {axis} ({size} + 2*{pad} = {size + 2 * pad})")
-    return (size + 2 * pad - span) // stride + 1
-
-
-def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
-    """Validate a convolution's arguments and return its output shape (N, Cout, OH, OW)."""
-    return _geometry("conv2d", x_shape, w_shape, stride, padding, dilation, groups).out_shape
-
-
-def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
-    n_batch, c_in, height, width = _shape4(op, "x", x_shape, "(N, Cin, H, W)")
-    c_out, c_in_g, kh, kw = _shape4(op, "w", w_shape, "(Cout, Cin/groups, kh, kw)")
-    stride = _pair(op, "stride", stride, 1)
-    padding = _pair(op, "padding", padding, 0)
-    dilation = _pair(op, "dilation", dilation, 1)
-    if not _is_int(groups) or groups < 1:
-        raise ValueError(f"{op}: expected groups as an int >= 1, got {groups!r}")
-    if min(c_in, height, width) < 1:
-        raise ValueError(f"{op}: expected x with Cin, H, W >= 1, got shape {x_shape}")
-    if min(c_out, c_in_g, kh, kw) < 1:
-        raise ValueError(f"{op}: expected w with Cout, Cin/groups, kh, kw >= 1, got shape "
-                         f"{w_shape}")
-    if c_in % groups:
-        raise ValueError(f"{op}: expected Cin divisible by groups, got Cin={c_in}, "
-                         f"groups={groups}")
-    if c_in_g * groups != c_in:
-        raise ValueError(f"{op}: expected w.shape[1] * groups == Cin, got w.shape[1]={c_in_g}, "
-                         f"groups={groups}, Cin={c_in}")
-    if c_out % groups:
-        raise ValueError(f"{op}: expected Cout divisible by groups, got Cout={c_out}, "
-                         f"groups={groups}")
-    out_h = _out_size(op, "height", height, padding[0], kh, dilation[0], stride[0])
-    out_w = _out_size(op, "width", width, padding[1], kw, dilation[1], stride[1])
-    return ConvGeometry(kh, kw, stride, padding, dilation, int(groups),
-                        (n_batch, c_out, out_h, out_w))
 
 
 def _check_array(op, name, a, ndim, layout):
@@ -159,11 +89,6 @@ def _check_conv_args(x, w, bias, stride, padding, dilation, groups):
             raise ValueError(f"{op}: expected bias of shape ({w.shape[0]},) and dtype {x.dtype},"
                              f" got shape {bias.shape} and dtype {bias.dtype}")
     return x, w, bias, geom
-
-
-def _is_depthwise(x, w):
-    """Cin/groups == 1 (a channel never mixes with another); Cin == 1 goes to im2col."""
-    return w.shape[1] == 1 and x.shape[1] > 1
 
 
 # --------------------------------------------------------------------------------------

@@ -75,8 +75,8 @@ def _plain_view(a, r):
     return a.reshape(r.shape[0], r.shape[1], r.shape[3], a.shape[2] * a.shape[3])
 
 
-_EMPTY_5D = {dt: np.empty((0, 0, 0, 0, 0), dtype=dt) for dt in FLOAT_DTYPES}
-_EMPTY_4D = {dt: np.empty((0, 0, 0, 0), dtype=dt) for dt in FLOAT_DTYPES}
+_EMPTY_5D = {dt.type: np.empty((0, 0, 0, 0, 0), dtype=dt) for dt in FLOAT_DTYPES}
+_EMPTY_4D = {dt.type: np.empty((0, 0, 0, 0), dtype=dt) for dt in FLOAT_DTYPES}
 
 
 # --------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ passes over them hit the cache.
 import numpy as np
 from numba import njit, prange
 
-FLOAT_DTYPES = (np.float32, np.float64)
+from ...dtypes import FLOAT_DTYPES
+
 # Let LLVM reorder float sums so that reductions vectorise; no nnan/ninf (NaN propagates).
 REDUCE_FASTMATH = {"reassoc", "contract"}
 

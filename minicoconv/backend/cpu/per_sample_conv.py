@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...geometry import is_depthwise as _is_depthwise
 from .blas import gemm
 from .conv_kernels import BLOCK_BYTES, conv2d_backward, conv2d_forward, conv2d_output_shape
 from .im2col import col2im_blocks, im2col_blocks
@@ -34,10 +35,6 @@ def _check(op, x, kernels, stride, padding, dilation, groups):
     except ValueError as err:  # name the op that was called, not the convolution it checks against
         raise ValueError(f"{op}: {str(err).removeprefix('conv2d: ')} (w = one sample's kernels)") from None
     return np.ascontiguousarray(x), np.ascontiguousarray(kernels), out_shape
-
-
-def _is_depthwise(x, kernels):
-    return kernels.shape[2] == 1 and x.shape[1] > 1
 
 
 def _as_depthwise(x, kernels):

@@ -20,7 +20,10 @@ is owned by one thread, so the backward scatters need no atomics.
 import numpy as np
 from numba import njit, prange
 
-FLOAT_DTYPES = (np.float32, np.float64)
+from ...dtypes import FLOAT_DTYPES
+from ...geometry import is_int as _is_int
+from ...geometry import pair as _pair  # noqa: F401  (the CUDA pooling imports it from here)
+
 INDEX_DTYPES = (np.int32, np.int64)
 # Let LLVM reorder float sums so that reductions vectorise; no nnan/ninf (NaN propagates).
 REDUCE_FASTMATH = {"reassoc", "contract"}
@@ -63,22 +66,6 @@ def _check_x_shape(op, x_shape):
         raise ValueError(f"{op}: expected x_shape as (N, C, H, W) ints with H, W >= 1, "
                          f"got {x_shape!r}")
     return tuple(int(s) for s in shape)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _pair(op, name, value, minimum):
-    """Turn an int or an (h, w) pair into a tuple of two ints, each >= minimum."""
-    pair = (value, value) if _is_int(value) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(map(_is_int, pair)):
-        raise ValueError(
-            f"{op}: expected {name} as an int or an (h, w) pair of ints, got {value!r}"
-        )
-    if min(pair) < minimum:
-        raise ValueError(f"{op}: expected {name} >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def _window_geometry(op, x_shape, kernel, stride, padding):

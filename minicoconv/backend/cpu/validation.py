@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FLOAT_DTYPES = (np.float32, np.float64)
+from ...dtypes import FLOAT_DTYPES
 
 
 def check_float_array(op: str, name: str, a, ndims: int | tuple[int, ...], layout: str, dtype=None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from ...geometry import is_depthwise as _is_depthwise
 from ..cpu.conv_kernels import conv2d_output_shape
 from . import device as dev
 from .depthwise import depthwise_backward, depthwise_forward
@@ -52,10 +53,6 @@ def check_conv(op, x, w_shape, dtype, stride, padding, dilation, groups) -> Conv
 
 def chunk(n_batch: int, bytes_per_sample: int) -> int:
     return max(1, min(n_batch, COLS_BUDGET_BYTES // max(1, bytes_per_sample)))
-
-
-def _is_depthwise(x, w) -> bool:
-    return w.shape[1] == 1 and x.shape[1] > 1
 
 
 @cuda.jit

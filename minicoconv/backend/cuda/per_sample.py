@@ -12,6 +12,7 @@ convolution of a (1, N*C, H, W) input with N*C' kernels, as on the CPU.
 
 from __future__ import annotations
 
+from ...geometry import is_depthwise as _is_depthwise
 from . import device as dev
 from .conv import check_conv, chunk, conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
@@ -25,10 +26,6 @@ def _check(op, x, kernels, stride, padding, dilation, groups):
         raise ValueError(f"{op}: x must be (N, C, H, W) with N == kernels.shape[0] ({kernels.shape[0]}), "
                          f"got shape {tuple(x.shape)}")
     return check_conv(op, x, kernels.shape[1:], kernels.dtype, stride, padding, dilation, groups)
-
-
-def _is_depthwise(x, kernels) -> bool:
-    return kernels.shape[2] == 1 and x.shape[1] > 1
 
 
 def _as_depthwise(x, kernels):

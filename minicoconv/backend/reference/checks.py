@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from ...dtypes import FLOAT_DTYPES
+from ...geometry import pair  # noqa: F401  (the reference kernels import it from here)
 
 
 def float_array(op: str, name: str, a, ndim: int, layout: str, dtype=None) -> np.ndarray:
@@ -22,16 +23,6 @@ def float_array(op: str, name: str, a, ndim: int, layout: str, dtype=None) -> np
     if dtype is not None and a.dtype != dtype:
         raise ValueError(f"{op}: expected {name} of dtype {dtype}, got {a.dtype}")
     return a
-
-
-def pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints, each >= minimum -> a tuple of two ints."""
-    values = tuple(value) if isinstance(value, tuple | list) else (value, value)
-    if len(values) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{op}: expected {name} as an int or an (h, w) pair of ints, got {value!r}")
-    if min(values) < minimum:
-        raise ValueError(f"{op}: expected {name} >= {minimum}, got {value!r}")
-    return int(values[0]), int(values[1])
 
 
 def same_shape(op: str, name: str, a: np.ndarray, shape: tuple, dtype) -> np.ndarray:

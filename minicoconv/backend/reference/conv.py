@@ -15,32 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import float_array, pair, same_shape
+from ...geometry import conv_geometry as _geometry
+from .checks import float_array, same_shape
 
 Pair = tuple[int, int]
 
 
 def conv_geometry(op: str, x_shape: tuple, w_shape: tuple, stride, padding, dilation, groups) -> tuple:
-    """Validate a convolution; return (stride, padding, dilation, output shape (N, C', OH, OW))."""
-    stride, padding, dilation = (pair(op, "stride", stride, 1), pair(op, "padding", padding, 0),
-                                 pair(op, "dilation", dilation, 1))
-    if not isinstance(groups, int | np.integer) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{op}: expected groups as an int >= 1, got {groups!r}")
-    n, c_in, height, width = x_shape
-    c_out, c_in_g, kh, kw = w_shape
-    if min(c_in, height, width) < 1 or min(c_out, c_in_g, kh, kw) < 1:
-        raise ValueError(f"{op}: expected x and w with non-empty C, H, W and C', C/groups, kh, kw, got "
-                         f"{tuple(x_shape)} and {tuple(w_shape)}")
-    if c_in_g * groups != c_in or c_out % groups:
-        raise ValueError(f"{op}: expected w.shape[1] * groups == Cin and Cout divisible by groups, got x "
-                         f"{tuple(x_shape)}, w {tuple(w_shape)}, groups={groups}")
-    out = []
-    for size, k, s, p, d in zip((height, width), (kh, kw), stride, padding, dilation, strict=True):
-        span = d * (k - 1) + 1
-        if span > size + 2 * p:
-            raise ValueError(f"{op}: expected the dilated kernel ({span}) to fit the padded input ({size + 2 * p})")
-        out.append((size + 2 * p - span) // s + 1)
-    return stride, padding, dilation, (n, c_out, *out)
+    """Validate a convolution (geometry.conv_geometry); return (stride, padding, dilation, output shape)."""
+    g = _geometry(op, x_shape, w_shape, stride, padding, dilation, groups)
+    return g.stride, g.padding, g.dilation, g.out_shape
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ... import creation
+from ...geometry import pair
 from .. import functional as F
 from .. import init
 from ..layers.conv import check_conv_channels
@@ -26,11 +27,11 @@ class ExpertConv2d(Module):
         check_conv_channels(name, in_channels, out_channels, groups)
         if not isinstance(experts, int) or experts < 1:
             raise ValueError(f"{name}: experts must be an int >= 1, got {experts!r}")
-        k = F._pair(kernel_size, "kernel_size", name, 1)
+        k = pair(name, "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.groups, self.experts = in_channels, out_channels, groups, experts
         self.kernel_size = k
-        self.stride = F._pair(stride, "stride", name, 1)
-        self.padding = F._pair(padding, "padding", name, 0)
+        self.stride = pair(name, "stride", stride, 1)
+        self.padding = pair(name, "padding", padding, 0)
         self.weight = Parameter(creation.zeros(experts, out_channels, in_channels // groups, *k))
         self.bias = Parameter(creation.zeros(experts, out_channels)) if bias else None
         self.reset_expert_parameters()

@@ -17,9 +17,6 @@ the batch is processed in chunks whose kernels fit in `MEMORY_BUDGET_BYTES`.
 
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-
 import numpy as np
 
 from ... import functions
@@ -49,7 +46,7 @@ class FusedCoConv2d(Module):
 
     def __init__(self, layer):
         super().__init__()
-        object.__setattr__(self, "_layer", layer)  # not registered: its tensors are registered below
+        self.keep_reference("_layer", layer)  # not registered: its tensors are registered below
         self.weight = layer.weight
         if layer.bias is not None:
             self.bias = layer.bias
@@ -114,11 +111,7 @@ def fuse(model: Module) -> Module:
                            "(the fused form is inference-only)")
     if hasattr(model, "fuse") and callable(model.fuse):
         return model.fuse()
-    clone = copy.copy(model)
-    object.__setattr__(clone, "_parameters", OrderedDict(model._parameters))
-    object.__setattr__(clone, "_buffers", OrderedDict(model._buffers))
-    object.__setattr__(clone, "_modules", OrderedDict())
-    clone.__dict__.pop("_forward_hooks", None)
+    clone = model.shallow_copy()
     for name, child in model._modules.items():
-        setattr(clone, name, fuse(child) if child is not None else None)
+        clone.replace_child(name, fuse(child) if child is not None else None)
     return clone

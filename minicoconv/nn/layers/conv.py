@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ... import creation
+from ...geometry import pair
 from .. import functional as F
 from .. import init
 from ..module import Module, Parameter
@@ -21,12 +22,12 @@ class Conv2d(Module):
                  groups: int = 1, bias: bool = True):
         super().__init__()
         check_conv_channels("Conv2d", in_channels, out_channels, groups)
-        kh, kw = F._pair(kernel_size, "kernel_size", "Conv2d", 1)
+        kh, kw = pair("Conv2d", "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = (kh, kw)
-        self.stride = F._pair(stride, "stride", "Conv2d", 1)
-        self.padding = F._pair(padding, "padding", "Conv2d", 0)
-        self.dilation = F._pair(dilation, "dilation", "Conv2d", 1)
+        self.stride = pair("Conv2d", "stride", stride, 1)
+        self.padding = pair("Conv2d", "padding", padding, 0)
+        self.dilation = pair("Conv2d", "dilation", dilation, 1)
         self.weight = Parameter(creation.zeros(out_channels, in_channels // groups, kh, kw))
         self.bias = Parameter(creation.zeros(out_channels)) if bias else None
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))

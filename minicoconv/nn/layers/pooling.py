@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...geometry import pair
 from .. import functional as F
 from ..module import Module
 
@@ -12,10 +13,10 @@ class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         name = type(self).__name__  # checked here too, so that a bad option fails where it was written
-        F._pair(kernel_size, "kernel_size", name, 1)
+        pair(name, "kernel_size", kernel_size, 1)
         if stride is not None:
-            F._pair(stride, "stride", name, 1)
-        F._pair(padding, "padding", name, 0)
+            pair(name, "stride", stride, 1)
+        pair(name, "padding", padding, 0)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
