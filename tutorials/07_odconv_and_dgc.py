@@ -147,9 +147,9 @@ def entropy(weights: np.ndarray) -> float:
 
 def temperature_effect(layers: dict, x: mc.Tensor, plots: Path | None) -> None:
     section(2, "Temperature: softmax(logits / T)")
-    # Engine: minicoconv/nn/dynamic/dycnn.py (anneal_temperature) and odconv.py
-    # (odconv_temperature, set_odconv_temperature); the trainer calls them each step
-    # with --dycnn-anneal / --odconv-anneal (minicoconv/train/trainer.py).
+    # Engine: minicoconv/nn/dynamic/dycnn.py and odconv.py (the schedules, in each layer's
+    # on_training_progress hook, active with --anneal); the trainer calls the hook before every
+    # step without knowing the layer (minicoconv/nn/dynamic/hooks.py, minicoconv/train/trainer.py).
     #
     # softmax(z / T) with a large T is nearly uniform whatever z is: every expert gets about
     # 1/n of every sample, so every expert receives gradient from every sample early on. As T
