@@ -26,10 +26,11 @@ import numpy as np
 from .. import creation, models, nn
 from ..autograd import no_grad
 from ..nn import functional as F
+from ..nn.dynamic.dgc import DGC_LASSO_WEIGHT
+from ..nn.dynamic.hooks import extra_loss
 from ..optim import SGD
 from ..random import manual_seed
 from ..tensor import Tensor
-from ..train.step import DGC_LASSO_WEIGHT, dgc_penalty
 from .layers import OURS, TORCH, Setup
 from .profile import op_profile
 from .timing import numpy_peak_bytes
@@ -88,7 +89,7 @@ class OursRunner:
     def train_step(self) -> None:
         loss = F.cross_entropy(self.model(self.x), self.t)
         if self.lasso:
-            loss = loss + dgc_penalty(self.model)
+            loss = loss + extra_loss(self.model)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()

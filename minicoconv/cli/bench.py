@@ -23,7 +23,8 @@ import argparse
 import json
 import sys
 
-from ..models import CONV_TYPES, MODELS
+from ..models import MODELS
+from .plugins import add_plugin_argument, load_plugins
 
 LAYER_COLUMNS = [("layer", "layer", "{}"), ("input", "input", "{}"), ("ms", "ms", "{:.2f}"),
                  ("min_ms", "min ms", "{:.2f}"), ("gflops", "GFLOP/s", "{:.1f}"),
@@ -66,9 +67,9 @@ def add_parser(sub) -> None:
                       help="with --model: training step time over K MPI ranks (mpiexec) against one process at "
                            "the same global batch, speedup and scaling efficiency (needs the mpi extra)")
     p.add_argument("--sync-bn", action="store_true", help="with --data-parallel: BatchNorm over the global batch")
-    p.add_argument("--conv", choices=CONV_TYPES, default="static",
-                   help="conv type of --model (default static; every type has a PyTorch reference)")
-    p.add_argument("--conv-types", nargs="+", choices=CONV_TYPES, metavar="CONV",
+    p.add_argument("--conv", default="static", metavar="NAME",
+                   help="conv type of --model (default static; every built-in type has a PyTorch reference)")
+    p.add_argument("--conv-types", nargs="+", metavar="CONV",
                    help="with --all: the conv types to time (default the paper's four: static condconv dycnn "
                         "coconv)")
     p.add_argument("--experts", type=int, default=4)
@@ -89,7 +90,8 @@ def add_parser(sub) -> None:
     p.add_argument("--profile", action="store_true",
                    help="with --model/--all: split one extra training step op by op")
     p.add_argument("--json", metavar="FILE", help="also save the machine and all rows as JSON")
-    p.set_defaults(run=run)
+    add_plugin_argument(p)
+    p.set_defaults(run=run, parser=p)
 
 
 def _fail(message: str) -> int:
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.machine import available_cores, describe, numba_threading_layer, set_threads
     from ..bench.models import PAPER_CONVS, UNSUPPORTED
 
+    load_plugins(args.parser, args.plugins, args.conv, *(args.conv_types or ()))
     if args.data_parallel:
         return run_data_parallel(args)
     if not (args.layers or args.dynamic or args.model or args.all):

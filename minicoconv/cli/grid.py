@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models import CONV_TYPES, MODELS
+from ..models import MODELS, conv_types
 
 TABLE1_CONVS = ["static", "condconv", "dycnn", "coconv"]
 
@@ -29,8 +29,8 @@ def add_parser(sub) -> None:
                                    "one run folder ROOT/CELL/seedS each. Options after `--` go to minicoconv train.")
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["resnet18"], metavar="MODEL",
                    help=f"backbones ({', '.join(sorted(MODELS))}; default resnet18)")
-    p.add_argument("--convs", nargs="+", choices=CONV_TYPES, default=TABLE1_CONVS, metavar="CONV",
-                   help=f"conv types ({', '.join(CONV_TYPES)}; default Table 1's: {' '.join(TABLE1_CONVS)})")
+    p.add_argument("--convs", nargs="+", choices=conv_types(), default=TABLE1_CONVS, metavar="CONV",
+                   help=f"conv types ({', '.join(conv_types())}; default Table 1's: {' '.join(TABLE1_CONVS)})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="default 0 1 2")
     p.add_argument("--experts", nargs="+", type=int, default=[4], metavar="N",
                    help="experts per dynamic conv, an ablation (paper Table 5: 2 4; default 4)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..models import CONV_TYPES, MODELS
+from ..models import MODELS
+from .plugins import add_plugin_argument, load_plugins
 
 
 def add_parser(sub) -> None:
@@ -12,20 +13,22 @@ def add_parser(sub) -> None:
                        description="Per-layer parameters and MACs (per 32x32 image) for the training form and "
                                    "the fused inference form (for DGC: the sparse form, only the kept channels).")
     p.add_argument("--model", choices=sorted(MODELS), default="resnet18")
-    p.add_argument("--conv", choices=CONV_TYPES, default="static")
+    p.add_argument("--conv", default="static", metavar="NAME", help="a registered conv type (default static)")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--keep", type=float, default=None,
                    help="--conv dgc: kept fraction of input channels (default 0.5); its fused (sparse) form "
                         "convolves only those")
     p.add_argument("--num-classes", type=int, default=100)
     p.add_argument("--totals-only", action="store_true", help="print only the totals line")
-    p.set_defaults(run=run)
+    add_plugin_argument(p)
+    p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import models
     from ..summary import summary
 
+    load_plugins(args.parser, args.plugins, args.conv)
     if args.experts < 1:
         raise SystemExit("minicoconv summary: --experts must be >= 1")
     options = {}

@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models import CONV_TYPES, MODELS
+from ..models import MODELS
+from .plugins import add_plugin_argument, conv_arg, load_plugins
 
 #: options that a resumed run may change; everything else must match the run's config
 RESUMABLE_CHANGES = ("epochs", "data", "device", "out", "sync_bn")
@@ -29,7 +30,9 @@ def add_parser(sub) -> None:
         argument_default=argparse.SUPPRESS)  # so that we know which options were given (see --resume)
     model = p.add_argument_group("model")
     model.add_argument("--model", choices=sorted(MODELS), help="network (default resnet18)")
-    model.add_argument("--conv", choices=CONV_TYPES, help="convolution type (default static)")
+    model.add_argument("--conv", metavar="NAME",
+                       help="convolution type: static, condconv, dycnn, coconv, odconv, dgc, or one registered by "
+                            "a --plugin (default static)")
     model.add_argument("--experts", type=int, metavar="N", help="experts per dynamic convolution (default 4)")
     model.add_argument("--activation", choices=("sigmoid", "softmax"), help="CoConv routing activation")
     model.add_argument("--attention", choices=("output", "input"), help="CoConv attention on output or input channels")
@@ -38,10 +41,13 @@ def add_parser(sub) -> None:
     model.add_argument("--no-expert-bn", dest="expert_bn", action="store_false",
                        help="CoConv without a BatchNorm per expert")
     model.add_argument("--reduction", type=int, metavar="R", help="CoConv/DY-CNN routing reduction (default 16)")
-    model.add_argument("--dycnn-anneal", action="store_true",
-                       help="DY-CNN softmax temperature 30 -> 1 over the first 10 epochs")
-    model.add_argument("--odconv-anneal", action="store_true",
-                       help="ODConv attention temperature 30 -> 1 over the first 10 epochs")
+    model.add_argument("--anneal", action="store_true",
+                       help="the layer's temperature schedule (DY-CNN, ODConv: 30 -> 1 over the first 10 epochs)")
+    for alias in ("--dycnn-anneal", "--odconv-anneal"):  # the earlier spellings, kept for scripts
+        model.add_argument(alias, dest="anneal", action="store_true", help="the same as --anneal")
+    model.add_argument("--conv-arg", dest="conv_args", type=conv_arg, action="append", metavar="KEY=VALUE",
+                       help="any other option the conv type declares (VALUE read as JSON if it parses)")
+    add_plugin_argument(model)
     data = p.add_argument_group("data")
     data.add_argument("--data", metavar="DIR", help="CIFAR-100 archive or folder (default: look in the usual places)")
     data.add_argument("--synthetic", action="store_true", help="train on the synthetic stand-in (labelled as such)")
@@ -98,6 +104,10 @@ def _train(args: argparse.Namespace, world=None) -> int:
     from ..train.run_dir import RunDirError, prepare_run_dir
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "run", "parser", "resume", "progress")}
+    if "plugins" in options:
+        options["plugins"] = load_plugins(args.parser, options["plugins"])
+    if "conv_args" in options:
+        options["conv_args"] = dict(options["conv_args"])
     resume = getattr(args, "resume", False)
     try:
         cfg = TrainConfig(**options).validate()

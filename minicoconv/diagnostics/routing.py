@@ -12,9 +12,12 @@ routing gives gates g_b of shape (n, m): one weight per expert i and per output 
     per_class    = usage_i averaged over the images of each class     (classes x n)
     mean_gate_i  = mean of the raw gate g_bi (sigmoid gates need not sum to 1)
 
-DGC has no expert routing (its gates prune input channels) and is listed without statistics.
-The gates are recomputed from each layer's input with the layer's own `routing_weights`,
-caught by a forward hook, in eval mode and without gradients.
+A layer is routed when it has `experts` and `routing_weights(x)` (docs/extending.md): the gates
+are `routing_gates(x)` if the layer defines it (ODConv: its kernel attention alone), else
+`routing_weights(x)`, (N, n) or (N, n, m), normalised as the layer's `routing_activation` says
+("softmax" unless it says "sigmoid"). DGC has no expert routing (its gates prune input channels).
+The gates are recomputed from each layer's input, caught by a forward hook, in eval mode and
+without gradients.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..autograd import no_grad
-from ..nn import dynamic
 from ..tensor import Tensor
 
 SATURATION = 0.01
@@ -36,7 +38,7 @@ class LayerRouting:
     """The gates one dynamic layer gave a set of images, and the statistics of them."""
 
     name: str
-    kind: str                      # class name: CoConv2d, CondConv2d, DyConv2d, ODConv2d
+    kind: str                      # class name: CoConv2d, CondConv2d, DyConv2d, ODConv2d, ...
     activation: str                # "sigmoid" or "softmax"
     experts: int
     gates: list = field(default_factory=list, repr=False)   # one (batch, n, m) array per batch
@@ -72,24 +74,19 @@ class LayerRouting:
 
 def _gates(layer, x) -> tuple[np.ndarray, str]:
     """(gates (N, n, m) on the host, activation) of one dynamic layer for its input x."""
-    if isinstance(layer, dynamic.CoConv2d):
-        r = layer.routing_weights(x).numpy()                            # (N, n, C') or (N, n, C)
-        return r, layer.routing.activation
-    if isinstance(layer, dynamic.ODConv2d):
-        return layer.routing_weights(x)[3].numpy()[:, :, None], "softmax"   # alpha_w (N, n)
-    if isinstance(layer, dynamic.DyConv2d):
-        return layer.routing_weights(x).numpy()[:, :, None], "softmax"
-    if isinstance(layer, dynamic.CondConv2d):
-        return layer.routing_weights(x).numpy()[:, :, None], "sigmoid"
-    raise TypeError(f"no expert routing in {type(layer).__name__}")
+    gates = layer.routing_gates if hasattr(layer, "routing_gates") else layer.routing_weights
+    r = gates(x).numpy()                                                # (N, n) or (N, n, m)
+    return (r[:, :, None] if r.ndim == 2 else r), getattr(layer, "routing_activation", "softmax")
 
 
-ROUTED = (dynamic.CoConv2d, dynamic.ODConv2d, dynamic.DyConv2d, dynamic.CondConv2d)
+def is_routed(m) -> bool:
+    """A layer with expert routing: it has `experts` and `routing_weights`."""
+    return hasattr(m, "routing_weights") and isinstance(getattr(m, "experts", None), int)
 
 
 def routed_layers(model) -> list[tuple[str, object]]:
     """(name, layer) of every dynamic layer with expert routing, in model order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, ROUTED)]
+    return [(name, m) for name, m in model.named_modules() if is_routed(m)]
 
 
 def collect_routing(model, batches, device: str = "cpu", max_images: int | None = None

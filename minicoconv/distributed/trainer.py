@@ -10,8 +10,8 @@ What changes against one process, step by step (B = global batch, rank r holds n
    holds grad L of the whole batch and SGD makes the same update everywhere;
 4. evaluation: each rank scores a contiguous part of the set; counts and loss sums are summed.
 
-The DY-CNN / ODConv temperatures and DGC's pruning follow (epoch, step, global step),
-which every rank counts alike. Rank 0 alone prints and writes metrics.jsonl, config.json
+The layers' training hooks (temperature and pruning schedules) follow (epoch, step, global
+step), which every rank counts alike. Rank 0 alone prints and writes metrics.jsonl, config.json
 and the atomic checkpoints; the other ranks have no out_dir. A checkpoint holds the
 model, optimizer, schedule, global generator and loader position, all the same on every
 rank, so `--resume` works with any number of ranks (and without MPI).
@@ -29,10 +29,11 @@ import numpy as np
 from .. import random as mc_random
 from ..data import BatchLoader
 from ..nn import functional as F
+from ..nn.dynamic.hooks import extra_loss
 from ..tensor import Tensor
 from ..train.config import ConfigError, TrainConfig
 from ..train.metrics import topk_correct
-from ..train.step import TrainingDiverged, dgc_penalty, evaluate
+from ..train.step import TrainingDiverged, evaluate
 from ..train.trainer import Trainer
 from .gradients import GradientAllreduce
 from .sharding import ShardedBatchLoader, check_shards, shard_dataset
@@ -41,7 +42,7 @@ from .world import World
 
 
 def data_parallel_step(model, optimizer, gradients: GradientAllreduce, images: Tensor, labels: np.ndarray,
-                       shard: tuple[int, int, int], penalty=None, stop: bool = False) -> tuple[float, int, int, bool]:
+                       shard: tuple[int, int, int], stop: bool = False) -> tuple[float, int, int, bool]:
     """One synchronous SGD step on this rank's shard; returns (batch loss, top-1 correct, B, any rank stopping).
 
     images (n_r, 3, 32, 32), labels (n_r,): rows lo..hi of a global batch of B = shard[2].
@@ -53,8 +54,9 @@ def data_parallel_step(model, optimizer, gradients: GradientAllreduce, images: T
     with mc_random.batch_shard(lo, hi, batch):
         logits = model(images)                                   # (n_r, 3, 32, 32) -> (n_r, classes)
     loss = F.cross_entropy(logits, labels)                       # L_r: the mean over this shard
-    if penalty is not None:
-        loss = loss + penalty(model)
+    extra = extra_loss(model)                                    # the layers' own terms (nn.extra_loss)
+    if extra is not None:
+        loss = loss + extra
     n = len(labels)
     correct = topk_correct(logits.numpy(), labels, (1,))[0]
     totals = world.allreduce_sum_(np.array([loss.item() * n, correct, n, stop], dtype=np.float64))
@@ -127,7 +129,7 @@ class DistributedTrainer(Trainer):
         return cls(model, optimizer, train_loader, world=world, scheduler=scheduler, val_loader=eval_loader(val),
                    test_loader=eval_loader(test), epochs=cfg.epochs, max_steps=cfg.max_steps,
                    out_dir=cfg.run_dir() if out_dir is ... else out_dir, config=cfg, synthetic=train.synthetic,
-                   dycnn_anneal=cfg.dycnn_anneal, odconv_anneal=cfg.odconv_anneal, device=cfg.device,
+                   device=cfg.device,
                    progress=progress, log=log, on_step=on_step)
 
     # ---- one step ----------------------------------------------------------------------
@@ -135,8 +137,7 @@ class DistributedTrainer(Trainer):
         """This rank's shard (x, y) of the step's global batch -> (batch loss, top-1 correct, B), all global."""
         loss, correct, n, self._all_stop = data_parallel_step(
             self.model, self.optimizer, self.gradients, Tensor(x, device=self.device), y,
-            self.train_loader.batch_bounds(self.step_in_epoch), penalty=dgc_penalty if self.has_dgc else None,
-            stop=self._stop_requested)
+            self.train_loader.batch_bounds(self.step_in_epoch), stop=self._stop_requested)
         return loss, correct, n
 
     def _stopping(self) -> bool:

@@ -5,7 +5,8 @@ A cell fixes the model: backbone, conv type, and the options that the paper abla
 routing). Options that do not apply to a conv type do not multiply its cells (a
 static cell ignores --experts). Each run is a folder ROOT/CELL/seedS and one
 `minicoconv train` command; every other train option is passed through unchanged,
-conv-specific ones (--activation, --dycnn-anneal, ...) only to the conv types that take them.
+conv-specific ones (--activation, --anneal, ...) only to the conv types that take them (as the
+conv-type registry declares).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..train.config import CONV_OPTION_TYPES, ConfigError, TrainConfig
+from ..nn.dynamic.registry import conv_option_types
+from ..train.config import ConfigError, TrainConfig
 
 #: train options that the grid itself sets per run
 GRID_OPTIONS = ("model", "conv", "experts", "attention", "multiscale", "seed", "out")
-#: options accepted by some conv types only: option -> conv types
-CONV_ONLY = {**CONV_OPTION_TYPES, "dycnn_anneal": ("dycnn",), "odconv_anneal": ("odconv",)}
 EXPERT_CONVS = ("condconv", "dycnn", "coconv", "odconv")
 
 
@@ -94,9 +94,10 @@ def plan(grid_cells: list[Cell], seeds: list[int], root: Path, train_options: di
         raise ConfigError("the grid sets " + ", ".join(f"--{_flag(k)}" for k in clash) + " itself (use --models, "
                           "--convs, --experts, --attention, --scales, --seeds, --root)")
     runs = []
+    conv_only = conv_option_types()  # option -> the conv types that declare it
     for cell, seed in itertools.product(grid_cells, seeds):
         out = root / cell.name / f"seed{seed}"
-        passed = {k: v for k, v in train_options.items() if k not in CONV_ONLY or cell.conv in CONV_ONLY[k]}
+        passed = {k: v for k, v in train_options.items() if k not in conv_only or cell.conv in conv_only[k]}
         options = {**cell.options(), **passed, "seed": seed, "out": str(out)}
         try:
             config = TrainConfig(**options).validate()

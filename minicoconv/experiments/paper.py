@@ -27,8 +27,8 @@ TABLE5 = {
 #: Table 6: backbone -> single-scale CoConv top-1 (n = 4; multi-scale is Table 1's)
 TABLE6_SINGLE = {"alexnet": 59.38, "resnet18": 72.27, "mobilenetv2": 70.06}
 #: options the paper keeps at their defaults in all three tables
-PAPER_DEFAULTS = {"activation": None, "expert_bn": True, "reduction": None, "dycnn_anneal": False,
-                  "odconv_anneal": False, "num_classes": 100}
+PAPER_DEFAULTS = {"activation": None, "expert_bn": True, "reduction": None, "anneal": False,
+                  "num_classes": 100}
 
 
 def paper_top1(model: str, conv: str, options: dict[str, Any]) -> float | None:

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import CONV_TYPES, MODELS
+from ..models import MODELS, conv_types
 from ..train.config import TrainConfig
 from .cells import EXPERT_CONVS
 from .paper import paper_top1
@@ -25,7 +25,7 @@ from .runs import RunRecord
 
 #: TrainConfig fields that make a cell; the others are the recipe (plus seed, out, data, device)
 CELL_FIELDS = ("model", "conv", "experts", "activation", "attention", "multiscale", "expert_bn", "reduction",
-               "dycnn_anneal", "odconv_anneal", "num_classes")
+               "anneal", "num_classes")
 PER_RUN_FIELDS = ("seed", "out", "data", "device")
 MODEL_ORDER = ("alexnet", "resnet18", "mobilenetv2")
 
@@ -128,4 +128,6 @@ def model_counts(key: dict[str, Any]) -> tuple[int, int, int]:
 def _order(cell: CellSummary) -> tuple:
     key = cell.key
     model = MODEL_ORDER.index(key["model"]) if key["model"] in MODEL_ORDER else len(MODELS)
-    return (CONV_TYPES.index(key["conv"]), model, tuple(repr(key[name]) for name in CELL_FIELDS[2:]))
+    known = conv_types()
+    conv = known.index(key["conv"]) if key["conv"] in known else len(known)
+    return (conv, model, tuple(repr(key[name]) for name in CELL_FIELDS[2:]))

@@ -44,11 +44,20 @@ def _order(layer) -> np.ndarray:
     return expert_order(layer.experts, layer.out_channels, groups)
 
 
+def setting_keys(model) -> set[str]:
+    """State keys of scalar settings kept as buffers (a temperature, DGC's pruned count): PyTorch's
+    layers hold them as plain attributes, so they travel as settings (convert.py), not as weights."""
+    return {f"{prefix}.{name}" if prefix else name for prefix, m in model.named_modules() for name in m._buffers
+            if isinstance(getattr(type(m), name, None), property)}
+
+
 def torch_state(model) -> OrderedDict[str, np.ndarray]:
     """minicoconv `model`'s state under the PyTorch model's keys (see the module docstring)."""
-    ours, coconvs = model.state_dict(), _coconv_layers(model)
+    ours, coconvs, settings = model.state_dict(), _coconv_layers(model), setting_keys(model)
     out: OrderedDict[str, np.ndarray] = OrderedDict()
     for key, value in ours.items():
+        if key in settings:
+            continue
         prefix = next((p for p in coconvs if key.startswith(p) and not key.startswith(p + "routing.")), None)
         if prefix is None:
             out[key] = value
@@ -77,9 +86,12 @@ def minicoconv_state(state: dict[str, np.ndarray], model) -> OrderedDict[str, np
 
     KeyError names any key of `model` that `state` does not provide.
     """
-    coconvs = _coconv_layers(model)
+    coconvs, settings, own = _coconv_layers(model), setting_keys(model), model.state_dict()
     out: OrderedDict[str, np.ndarray] = OrderedDict()
-    for key in model.state_dict():
+    for key in own:
+        if key in settings:  # copied afterwards as a setting
+            out[key] = own[key]
+            continue
         prefix = next((p for p in coconvs if key.startswith(p) and not key.startswith(p + "routing.")), None)
         if prefix is None:
             out[key] = _get(state, key)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..nn.dynamic import conv_types
 from ..nn.module import Module
 from .alexnet import AlexNet, alexnet
-from .factory import CONV_TYPES, conv_factory, reference_init
+from .factory import conv_factory, reference_init
 from .mobilenetv2 import MobileNetV2, mobilenetv2
 from .resnet import ResNet18, resnet18
 from .smallcnn import SmallCNN, smallcnn
@@ -19,5 +20,5 @@ def build(name: str, conv: str = "static", experts: int = 4, num_classes: int = 
     return MODELS[name](conv=conv, experts=experts, num_classes=num_classes, **conv_options)
 
 
-__all__ = ["CONV_TYPES", "MODELS", "AlexNet", "MobileNetV2", "ResNet18", "SmallCNN", "alexnet", "build",
-           "conv_factory", "mobilenetv2", "reference_init", "resnet18", "smallcnn"]
+__all__ = ["MODELS", "AlexNet", "MobileNetV2", "ResNet18", "SmallCNN", "alexnet", "build", "conv_factory",
+           "conv_types", "mobilenetv2", "reference_init", "resnet18", "smallcnn"]

@@ -2,14 +2,11 @@
 
 `conv_factory(kind, experts, **options)` returns a function
 `make(in_ch, out_ch, kernel_size, stride=1, padding=0, groups=1) -> Module` that
-every model calls at the positions the papers make dynamic. The function carries
-`kind` and `replaces_shortcuts` (True for DGC, which the DGC paper also uses for
-ResNet's 1x1 projection shortcuts).
-
-DGC ("dgc", options heads=4, keep=0.5) needs `heads` to divide both channel counts
-and works on dense convolutions only: a conv whose channels the heads do not
-divide stays static (AlexNet's 3-channel first conv), and depthwise positions
-(MobileNetV2) are refused.
+every model calls at the positions the papers make dynamic. `kind` is any conv type
+in the registry (nn.dynamic.registry: the built-ins and those registered from your
+own files, docs/extending.md). The function carries `kind` and
+`replaces_shortcuts` (True for DGC, which the DGC paper also uses for ResNet's 1x1
+projection shortcuts).
 """
 
 from __future__ import annotations
@@ -19,42 +16,28 @@ from collections.abc import Callable
 from typing import Any
 
 from ..nn import init
-from ..nn.dynamic import CoConv2d, CondConv2d, DGConv2d, DyConv2d, ODConv2d
+from ..nn.dynamic import CoConv2d, ODConv2d, get_conv_type
 from ..nn.layers import BatchNorm2d, Conv2d, Linear
 from ..nn.module import Module
 
-CONV_TYPES = ("static", "condconv", "dycnn", "coconv", "odconv", "dgc")
 ConvFactory = Callable[..., Module]
 
 
 def conv_factory(kind: str = "static", experts: int = 4, **options: Any) -> ConvFactory:
-    """The convolution constructor for `kind` in CONV_TYPES (dynamic ones get `experts` and `options`)."""
-    classes = {"condconv": CondConv2d, "dycnn": DyConv2d, "coconv": CoConv2d, "odconv": ODConv2d}
-    if kind not in CONV_TYPES:
-        raise ValueError(f"unknown conv type {kind!r}: expected one of {', '.join(CONV_TYPES)}")
-    if kind == "static" and options:
-        raise ValueError(f"conv options {sorted(options)} apply only to dynamic convolutions")
-    if kind in classes and (not isinstance(experts, int) or experts < 1):
+    """The convolution constructor of the registered conv type `kind` (with `experts` if it takes them)."""
+    entry = get_conv_type(kind)
+    unknown = sorted(set(options) - set(entry.options))
+    if unknown:
+        raise ValueError(f"conv type {kind!r} does not take option(s) {', '.join(unknown)} "
+                         f"(it takes: {', '.join(entry.options) or 'none'})")
+    if entry.experts and (not isinstance(experts, int) or isinstance(experts, bool) or experts < 1):
         raise ValueError(f"experts must be an int >= 1, got {experts!r}")
 
-    def static(cin, cout, kernel_size, stride=1, padding=0, groups=1):
-        return Conv2d(cin, cout, kernel_size, stride, padding, groups=groups, bias=False)
+    def make(cin, cout, kernel_size, stride=1, padding=0, groups=1):
+        return entry.make(cin, cout, kernel_size, stride, padding, groups, experts=experts, **options)
 
-    def dgc(cin, cout, kernel_size, stride=1, padding=0, groups=1):
-        if groups != 1:
-            raise ValueError("conv='dgc' applies to dense convolutions; this model's dynamic convolutions are "
-                             "grouped/depthwise (use it with resnet18 or alexnet)")
-        heads = options.get("heads", 4)
-        if cin % heads or cout % heads:
-            return static(cin, cout, kernel_size, stride, padding)
-        return DGConv2d(cin, cout, kernel_size, stride, padding, **options)
-
-    def dynamic(cin, cout, kernel_size, stride=1, padding=0, groups=1):
-        return classes[kind](cin, cout, kernel_size, stride, padding, groups=groups, experts=experts, **options)
-
-    make = {"static": static, "dgc": dgc}.get(kind, dynamic)
     make.kind = kind
-    make.replaces_shortcuts = kind == "dgc"
+    make.replaces_shortcuts = entry.replaces_shortcuts
     return make
 
 

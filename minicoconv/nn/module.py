@@ -53,6 +53,9 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if isinstance(getattr(type(self), name, None), property):  # e.g. a scalar buffer's float view
+            object.__setattr__(self, name, value)
+            return
         if isinstance(value, Parameter):
             self._buffers.pop(name, None)
             self._modules.pop(name, None)
@@ -78,7 +81,8 @@ class Module:
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """Keep `tensor` as non-trained state: saved in state_dict, moved by to()."""
         self._buffers[name] = tensor
-        object.__setattr__(self, name, tensor)
+        if not isinstance(getattr(type(self), name, None), property):  # a property reads the buffer itself
+            object.__setattr__(self, name, tensor)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")

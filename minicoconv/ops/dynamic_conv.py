@@ -106,7 +106,7 @@ class DynamicConv2d(Function):
         if ctx.small_map:
             grads = be.mixture_conv2d_backward(g, x, bank, coef, spatial, saved, *ctx.args[:3], need_dx, need_dbank,
                                                need_dcoef, need_ds)
-            return (*grads, None, None, None, None)
+            return _pad(ctx, grads)
         dxs, dcoefs, dss, dbank = [], [], [], None
         for s in range(0, coef.shape[0], ctx.step):
             kernels, mixed, scale = _aggregate(be, bank, coef, spatial, s, ctx.step)
@@ -128,7 +128,13 @@ class DynamicConv2d(Function):
         dx = _join(be, dxs) if need_dx else None
         dcoef = _join(be, dcoefs) if need_dcoef else None
         ds = _join(be, dss) if need_ds else None
-        return dx, dbank, dcoef, ds, None, None, None, None
+        return _pad(ctx, (dx, dbank, dcoef, ds))
+
+
+def _pad(ctx, grads) -> tuple:
+    """The four tensor gradients, then None for each other input given to apply (geometry, and
+    `small_map` when it was passed positionally or not at all: the count must match either way)."""
+    return (*grads, *(None,) * (len(ctx.inputs) - 4))
 
 
 def _aggregate(be, bank, coef, spatial, start, step):

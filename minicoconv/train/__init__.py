@@ -1,7 +1,7 @@
 """Training: the config of a run, the training loop, checkpoints and metrics.
 
     from minicoconv.train import Trainer, TrainConfig
-    trainer = Trainer.from_config(TrainConfig(model="resnet18", conv="coconv", synthetic=True, epochs=3))
+    trainer = Trainer.from_config(TrainConfig(model="resnet18", conv="static", synthetic=True, epochs=3))
     result = trainer.fit()
     print(result.best)
 """

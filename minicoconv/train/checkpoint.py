@@ -35,7 +35,9 @@ from .. import random as mc_random
 from .atomic import atomic_write
 from .metrics import clean_for_json
 
-FORMAT_VERSION = 1
+#: 2: the layers' schedule state (annealed values, pruned channels) moved from trainer keys into the
+#: model's buffers; version-1 checkpoints are refused with a message saying so
+FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "epoch", "global_step", "rng/global", "rng/loader", "config", "trainer",
                  "scheduler", "optimizer/param_groups")
 
@@ -175,6 +177,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         version = int(arrays["format_version"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: 'format_version' is not an integer ({e})") from e
+    if version == 1:
+        raise CheckpointError(f"{path}: checkpoint format version 1, written by an older minicoconv; this one "
+                              f"reads version {FORMAT_VERSION} (the layers' schedule state now "
+                              "live in the model's buffers). Retrain, or evaluate it with the version that wrote it")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version}, this minicoconv reads version "
                               f"{FORMAT_VERSION}")

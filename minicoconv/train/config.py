@@ -6,7 +6,7 @@ checkpoint, and `minicoconv eval` rebuilds the model from it. Defaults are the
 paper's recipe (docs/models-and-recipe.md): SGD momentum 0.9, weight decay 5e-4,
 batch 128, 90 epochs, lr 0.01 divided by 10 every 30 epochs.
 
-    cfg = TrainConfig(model="resnet18", conv="coconv", synthetic=True, epochs=3)
+    cfg = TrainConfig(model="resnet18", conv="static", synthetic=True, epochs=3)
     cfg.validate()                      # ConfigError with a clear message if not
     TrainConfig.from_json(cfg.to_json()) == cfg
 """
@@ -15,20 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-#: conv options that only some conv types accept: option -> conv types
-CONV_OPTION_TYPES = {
-    "activation": ("coconv",),
-    "attention": ("coconv",),
-    "multiscale": ("coconv",),
-    "expert_bn": ("coconv",),
-    "reduction": ("coconv", "dycnn"),
-}
-#: the command-line spelling of each conv option, for error messages
+#: the config fields passed to the conv type's builder when not at their default, and their
+#: command-line spelling; which conv types take each is declared in the conv-type registry
 CONV_OPTION_FLAGS = {"activation": "--activation", "attention": "--attention", "multiscale": "--no-multiscale",
-                     "expert_bn": "--no-expert-bn", "reduction": "--reduction"}
+                     "expert_bn": "--no-expert-bn", "reduction": "--reduction", "anneal": "--anneal"}
 
 
 class ConfigError(ValueError):
@@ -44,14 +37,16 @@ class TrainConfig:
     conv: str = "static"
     experts: int = 4
     num_classes: int = 100
-    # conv options (None / True = the layer's default; only for the matching conv type)
-    activation: str | None = None      # CoConv: "sigmoid" | "softmax"
-    attention: str | None = None       # CoConv: "output" | "input"
-    multiscale: bool = True            # CoConv: False = single-scale routing
-    expert_bn: bool = True             # CoConv: False = no per-expert BatchNorm
-    reduction: int | None = None       # CoConv, DY-CNN: routing width C // reduction (at least 16)
-    dycnn_anneal: bool = False         # DY-CNN: temperature 30 -> 1 over the first 10 epochs
-    odconv_anneal: bool = False        # ODConv: temperature 30 -> 1 over the first 10 epochs
+    # conv options (None / True / False = the layer's default), passed to the conv type's builder;
+    # a conv type declares the ones it takes (nn.dynamic.registry; the layers' docs say what they mean)
+    activation: str | None = None      # routing activation: "sigmoid" | "softmax"
+    attention: str | None = None       # routing attention on "output" | "input" channels
+    multiscale: bool = True            # False = single-scale routing
+    expert_bn: bool = True             # False = no per-expert BatchNorm
+    reduction: int | None = None       # routing width C // reduction (at least 16)
+    anneal: bool = False               # the layer's own annealing schedule in training
+    conv_args: dict[str, Any] = field(default_factory=dict)  # any other declared option (--conv-arg K=V)
+    plugins: list[str] = field(default_factory=list)         # files/modules registering conv types
     # data
     data: str | None = None            # CIFAR-100 archive or folder; None = look in the usual places
     synthetic: bool = False            # the synthetic stand-in instead of CIFAR-100
@@ -86,6 +81,9 @@ class TrainConfig:
             options["multiscale"] = False
         if not self.expert_bn:
             options["expert_bn"] = False
+        if self.anneal:
+            options["anneal"] = True
+        options.update(self.conv_args)
         return options
 
     def run_dir(self) -> str:
@@ -97,14 +95,25 @@ class TrainConfig:
     # ---- validation ---------------------------------------------------------------
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first option that makes no sense; return self."""
-        from ..models import CONV_TYPES, MODELS
+        from ..models import MODELS
+        from ..nn.dynamic.registry import conv_option_types, get_conv_type, load_plugin
 
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
 
+        need(isinstance(self.plugins, list) and all(isinstance(p, str) for p in self.plugins),
+             f"plugins must be a list of file or module names, got {self.plugins!r}")
+        for plugin in self.plugins:  # they register conv types: before --conv is checked
+            try:
+                load_plugin(plugin)
+            except Exception as e:  # any error in the user's file: say which file, and what
+                raise ConfigError(f"--plugin {plugin}: {type(e).__name__}: {e}") from e
         need(self.model in MODELS, f"unknown model {self.model!r}: choose one of {', '.join(sorted(MODELS))}")
-        need(self.conv in CONV_TYPES, f"unknown conv type {self.conv!r}: choose one of {', '.join(CONV_TYPES)}")
+        try:
+            entry = get_conv_type(self.conv)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         for name in ("experts", "num_classes", "epochs", "batch_size", "lr_step", "synthetic_train",
                      "synthetic_test"):
             value = getattr(self, name)
@@ -132,15 +141,13 @@ class TrainConfig:
              f"--attention must be output or input, got {self.attention!r}")
         need(self.reduction is None or (_is_int(self.reduction) and self.reduction >= 1),
              f"--reduction must be an integer >= 1, got {self.reduction!r}")
-        defaults = {f.name: f.default for f in fields(self)}
-        for name, convs in CONV_OPTION_TYPES.items():
-            if getattr(self, name) != defaults[name] and self.conv not in convs:
-                raise ConfigError(f"{CONV_OPTION_FLAGS[name]} applies only to --conv {' or '.join(convs)}, "
-                                  f"not to --conv {self.conv}")
-        need(not self.dycnn_anneal or self.conv == "dycnn",
-             f"--dycnn-anneal applies only to --conv dycnn, not to --conv {self.conv}")
-        need(not self.odconv_anneal or self.conv == "odconv",
-             f"--odconv-anneal applies only to --conv odconv, not to --conv {self.conv}")
+        need(isinstance(self.conv_args, dict), f"conv_args must be a JSON object, got {self.conv_args!r}")
+        takes = conv_option_types()
+        for name in self.conv_options():
+            if name not in entry.options:
+                flag = CONV_OPTION_FLAGS.get(name, f"--conv-arg {name}=...")
+                where = f"--conv {' or '.join(takes[name])}" if name in takes else "no registered conv type"
+                raise ConfigError(f"{flag} applies only to {where}, not to --conv {self.conv}")
         need(not (self.synthetic and self.data),
              "--data and --synthetic exclude each other: train on a CIFAR-100 copy or on the synthetic stand-in")
         if self.synthetic:

@@ -4,8 +4,8 @@
 
 Two options scale memory without bound: the synthetic data set's size
 (3,072 bytes an image, held in memory as uint8) and the number of experts
-(every dynamic convolution holds one kernel per expert, and CoConv's stacked
-experts make n times the activations). Both parts of a model's memory are
+(every dynamic convolution holds one kernel per expert, and a layer that runs its
+experts stacked makes n times the activations). Both parts of a model's memory are
 linear in the number of experts n and the batch B, so they are measured at
 n = 1 and 2 on a batch of 2 and extrapolated:
 

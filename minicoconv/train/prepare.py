@@ -101,10 +101,11 @@ def make_loaders(cfg: TrainConfig, train: Dataset, val: Dataset | None, test: Da
 def check_batch_floor(cfg: TrainConfig, model: Module, n_train: int) -> int:
     """The model's fewest images per training batch; ConfigError when --batch-size or the data has fewer.
 
-    ODConv's attention BatchNorm normalises pooled features, one value per channel
-    per image, so a training batch of 1 has no statistics (PyTorch's BatchNorm
-    raises on it too). A batch size below that is refused before training starts;
-    a last batch of 1 image (N % batch == 1) is skipped each epoch instead.
+    A layer whose BatchNorm normalises pooled features (one value per channel per
+    image; its `min_training_batch` is 2, as an attention branch's) gets no statistics
+    from a training batch of 1 (PyTorch's BatchNorm raises on it too). A batch size
+    below that is refused before training starts; a last batch of 1 image (N % batch == 1)
+    is skipped each epoch instead.
     """
     need, who = model.training_batch_floor()
     if cfg.batch_size < need:
@@ -167,9 +168,6 @@ def model_from_checkpoint(path: str | os.PathLike[str], device: str | None = Non
         model = build_model(cfg)
     finally:
         mc_random.set_rng_state(state)
-    ckpt.load_model(model)
-    temperatures = check_trainer_state(ckpt.path, ckpt.trainer, ckpt.loader)["temperatures"]  # DY-CNN / ODConv
-    for m in model.modules():
-        if type(m).__name__ in temperatures:
-            m.temperature = float(temperatures[type(m).__name__])
+    ckpt.load_model(model)  # layers' schedule state is in the model's buffers
+    check_trainer_state(ckpt.path, ckpt.trainer, ckpt.loader)
     return model.eval(), ckpt

@@ -66,9 +66,6 @@ def check_trainer_state(path: Path, state: dict[str, Any], loader: dict[str, Any
         _record(path, f"trainer.history[{i}]", record)
     if out.get("best") is not None:
         _record(path, "trainer.best", out["best"])
-    temperatures = out.setdefault("temperatures", {})
-    if not (isinstance(temperatures, dict) and all(_is_number(t) and t > 0 for t in temperatures.values())):
-        raise CheckpointError(f"{path}: trainer.temperatures must map layer types to numbers > 0")
     seed = loader.get("seed")
     if seed is not None and not _is_int(seed):
         raise CheckpointError(f"{path}: rng/loader.seed must be an int, got {seed!r:.100}")

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..autograd import no_grad
-from ..nn import dynamic
 from ..nn import functional as F
+from ..nn.dynamic.hooks import extra_loss
 from ..tensor import Tensor
 from .metrics import RunningMean, topk_correct
 
@@ -22,22 +22,19 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the message says where, and which checkpoint was kept."""
 
 
-#: weight of DGC's lasso term on the channel saliencies (docs/layers.md, DGC)
-DGC_LASSO_WEIGHT = 1e-5
-
-
-def train_step(model, optimizer, images: Tensor, labels: np.ndarray, penalty=None) -> tuple[float, np.ndarray]:
+def train_step(model, optimizer, images: Tensor, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """One SGD step on one batch: forward, loss, backward, update.
 
     images (N, 3, 32, 32), labels (N,) int64 -> (the batch's mean loss, logits (N, classes) as NumPy).
-    `penalty(model)`, if given, is added to the loss (DGC's lasso). A NaN or infinite loss raises
-    TrainingDiverged before anything is updated.
+    The layers' extra loss terms (`nn.extra_loss`, e.g. a lasso on routing saliencies) are added
+    to the loss. A NaN or infinite loss raises TrainingDiverged before anything is updated.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a non-finite loss is reported below
         logits = model(images)                    # forward: (N, 3, 32, 32) -> (N, classes)
         loss = F.cross_entropy(logits, labels)    # mean softmax cross-entropy over the batch
-        if penalty is not None:
-            loss = loss + penalty(model)
+        extra = extra_loss(model)                 # layers' own loss terms from this forward, if any
+        if extra is not None:
+            loss = loss + extra
     value = loss.item()
     if not math.isfinite(value):
         raise TrainingDiverged(f"loss is {value}")
@@ -45,11 +42,6 @@ def train_step(model, optimizer, images: Tensor, labels: np.ndarray, penalty=Non
     loss.backward()                               # d loss / d p into p.grad, for every parameter p
     optimizer.step()                              # p <- p - lr * (momentum buffer of the gradient)
     return value, logits.numpy()
-
-
-def dgc_penalty(model) -> Tensor:
-    """DGC: 1e-5 times the sum of every DGConv2d's lasso term from the last forward."""
-    return DGC_LASSO_WEIGHT * dynamic.dgc_lasso(model)
 
 
 def evaluate(model, loader, device: str = "cpu", should_stop: Callable[[], bool] | None = None) -> dict[str, float]:

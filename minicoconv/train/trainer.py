@@ -1,6 +1,6 @@
 """The training loop: one step, one epoch, evaluation, checkpoints and exact resume.
 
-    trainer = Trainer.from_config(TrainConfig(model="resnet18", conv="coconv", synthetic=True, epochs=3))
+    trainer = Trainer.from_config(TrainConfig(model="resnet18", conv="static", synthetic=True, epochs=3))
     result = trainer.fit()              # trains, evaluates, writes RUN_DIR/{metrics.jsonl,last.npz,best.npz}
 
 Everything that decides what the next step computes is saved state: the
@@ -30,15 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import nn
-from ..nn import dynamic
+from ..nn.dynamic.hooks import TrainingProgress, training_progress
 from ..tensor import Tensor
 from .atomic import atomic_write, remove_stale_temporaries
 from .checkpoint import Checkpoint, CheckpointError, copy_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .metrics import MetricsWriter, RunningMean, topk_correct
 from .resume_state import check_trainer_state
-from .step import DGC_LASSO_WEIGHT, TrainingDiverged, dgc_penalty, evaluate, nonfinite_parameters, train_step  # noqa: F401
+from .step import TrainingDiverged, evaluate, nonfinite_parameters, train_step
 
 
 @dataclass
@@ -69,15 +68,13 @@ class Trainer:
         epochs: train until this many epochs are done; max_steps: at most this many steps per epoch.
         out_dir: the run folder, or None to write nothing; config: the run's TrainConfig, if any.
         synthetic: label results as synthetic (default: the training set's own flag).
-        dycnn_anneal, odconv_anneal: per-iteration temperature schedules (DY-CNN, ODConv).
         progress: a tqdm bar per epoch (default: when stderr is a terminal); log: where lines go.
         on_step: called as on_step(trainer) after every completed step.
     """
 
     def __init__(self, model, optimizer, train_loader, *, scheduler=None, val_loader=None, test_loader=None,
                  epochs: int = 1, max_steps: int | None = None, out_dir=None, config: TrainConfig | None = None,
-                 synthetic: bool | None = None, dycnn_anneal: bool = False, odconv_anneal: bool = False,
-                 device: str = "cpu",
+                 synthetic: bool | None = None, device: str = "cpu",
                  progress: bool | None = None, log: Callable[[str], Any] = print,
                  on_step: Callable[[Trainer], Any] | None = None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
@@ -92,9 +89,7 @@ class Trainer:
             raise ValueError(f"the training loader yields no batches ({len(train_loader)} per epoch, max_steps "
                              f"{max_steps}): is the training set empty?")
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.dycnn_anneal, self.odconv_anneal = dycnn_anneal, odconv_anneal
         self.device, self.log, self.on_step = device, log, on_step
-        self.has_dgc = any(isinstance(m, dynamic.DGConv2d) for m in model.modules())
         self.progress = _tqdm_available() and (sys.stderr.isatty() if progress is None else progress)
         # where the run stands (all of it saved in checkpoints)
         self.epoch = 0                 # completed epochs
@@ -130,7 +125,7 @@ class Trainer:
         return cls(model, optimizer, train_loader, scheduler=scheduler, val_loader=val_loader,
                    test_loader=test_loader, epochs=cfg.epochs, max_steps=cfg.max_steps,
                    out_dir=cfg.run_dir() if out_dir is ... else out_dir, config=cfg, synthetic=train.synthetic,
-                   dycnn_anneal=cfg.dycnn_anneal, odconv_anneal=cfg.odconv_anneal, device=cfg.device,
+                   device=cfg.device,
                    progress=progress, log=log, on_step=on_step)
 
     # ---- the loop ----------------------------------------------------------------------
@@ -208,19 +203,13 @@ class Trainer:
 
     def _train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
         """One step on batch (x, y): (mean loss, top-1 correct, images) of the batch (data-parallel: overridden)."""
-        loss, logits = train_step(self.model, self.optimizer, Tensor(x, device=self.device), y,
-                                  penalty=dgc_penalty if self.has_dgc else None)
+        loss, logits = train_step(self.model, self.optimizer, Tensor(x, device=self.device), y)
         return loss, topk_correct(logits, y, (1,))[0], len(y)
 
     def apply_schedules(self) -> None:
-        """Per-iteration schedules of the dynamic convolutions that have them (set before each step)."""
-        steps = self.steps_per_epoch
-        if self.dycnn_anneal:  # DY-CNN: softmax temperature 30 -> 1, linear over the first 10 epochs
-            nn.anneal_temperature(self.model, self.epoch + self.step_in_epoch / steps)
-        if self.odconv_anneal:  # ODConv: T = 1 + 29 (1 - t / (10 steps)) over the first 10 epochs, t from 1
-            dynamic.set_odconv_temperature(self.model, dynamic.odconv_temperature(self.global_step + 1, steps))
-        if self.has_dgc:  # DGC: how many channels are pruned follows the training progress in [0, 1]
-            dynamic.set_dgc_progress(self.model, self.global_step / (self.epochs * steps))
+        """Tell every layer where the run stands before a step (its `on_training_progress` hook, if any)."""
+        training_progress(self.model, TrainingProgress(self.epoch, self.step_in_epoch, self.global_step,
+                                                       self.steps_per_epoch, self.epochs))
 
     def end_epoch(self, val: dict | None, test: dict | None, eval_seconds: float = 0.0) -> dict[str, Any]:
         """Record the finished epoch, step the lr schedule, save last.npz (and best.npz)."""
@@ -273,12 +262,10 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """The trainer's own state (beyond model, optimizer, scheduler, RNG), as JSON-able values."""
-        temperatures = {type(m).__name__: m.temperature for m in self.model.modules()
-                        if isinstance(m, nn.DyConv2d | dynamic.ODConv2d)}
         return {"step_in_epoch": self.step_in_epoch, "steps_per_epoch": self.steps_per_epoch,
                 "train_loss": self.train_loss.state_dict(), "train_correct": self.train_correct.state_dict(),
                 "train_seconds": self.train_seconds, "history": self.history, "best": self.best,
-                "synthetic": self.synthetic, "temperatures": temperatures}
+                "synthetic": self.synthetic}
 
     def save(self, path) -> Path:
         """Write a checkpoint of the whole run state to `path` (atomically)."""

@@ -31,7 +31,6 @@ from minicoconv.nn.dynamic import (
     dgc_lasso,
     set_dgc_progress,
 )
-from minicoconv.train.step import dgc_penalty
 
 #: float64: |ours - torch| <= RTOL64 * max|torch|; float32 (ours) against the float64 PyTorch truth
 RTOL64, RTOL32 = 1e-9, 2e-5
@@ -302,7 +301,7 @@ def test_dgc_lasso_matches_torch(torch):
     xo = mc.Tensor(x, requires_grad=True)
     model(xo)
     lasso = dgc_lasso(model)
-    assert dgc_penalty(model).item() == pytest.approx(1e-5 * lasso.item(), rel=1e-12)
+    assert nn.extra_loss(model).item() == pytest.approx(1e-5 * lasso.item(), rel=1e-12)
     lasso.backward()
 
     xt = torch.tensor(x, requires_grad=True)

@@ -97,7 +97,7 @@ def test_train_on_a_cifar_folder(capsys, tmp_path):
 
 NONSENSE = [
     (["--model", "vgg16"], "invalid choice"),
-    (["--conv", "magic"], "invalid choice"),
+    (["--conv", "magic"], "unknown conv type 'magic'"),
     (["--experts", "0"], "--experts must be"),
     (["--lr", "-0.1"], "--lr must be"),
     (["--lr", "nan"], "--lr must be"),
@@ -109,8 +109,10 @@ NONSENSE = [
     (["--val-split", "-3"], "--val-split must be"),
     (["--activation", "softmax"], "--activation applies only to --conv coconv"),
     (["--conv", "condconv", "--no-expert-bn"], "--no-expert-bn applies only to --conv coconv"),
-    (["--conv", "static", "--reduction", "8"], "--reduction applies only to --conv coconv or dycnn"),
-    (["--conv", "coconv", "--dycnn-anneal"], "--dycnn-anneal applies only to --conv dycnn"),
+    (["--conv", "static", "--reduction", "8"], "--reduction applies only to --conv dycnn or coconv or odconv"),
+    (["--conv", "coconv", "--dycnn-anneal"], "--anneal applies only to --conv dycnn or odconv"),
+    (["--conv", "coconv", "--conv-arg", "heads=2"], "--conv-arg heads=... applies only to --conv dgc"),
+    (["--plugin", "no_such_plugin_file.py"], "--plugin"),
     (["--conv", "coconv", "--reduction", "0"], "--reduction must be"),
     (["--data", "somewhere"], "--data and --synthetic exclude each other"),
     (["--synthetic-train", "64", "--train-subset", "100"], "--train-subset 100 is larger"),

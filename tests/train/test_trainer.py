@@ -51,12 +51,11 @@ def _assert_learns(name: str, conv: str, steps: int = 4) -> None:
     mc.manual_seed(0)
     model = models.build(name, conv=conv, experts=2)  # (DGC has no experts: ignored)
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    penalty = trainer_module.dgc_penalty if conv == "dgc" else None
     losses = []
     for step in range(steps):
         if conv == "dgc":  # progress through one short run (0, 1/steps, ...): the mask prunes more each step
             nn.dynamic.set_dgc_progress(model, step / steps)
-        losses.append(train_step(model, opt, mc.tensor(x), y, penalty=penalty)[0])
+        losses.append(train_step(model, opt, mc.tensor(x), y)[0])  # DGC: its lasso via nn.extra_loss
     assert all(np.isfinite(losses)), losses
     assert min(losses[1:]) < losses[0] - 0.02, f"{name}/{conv}: loss did not fall: {losses}"
 
@@ -219,7 +218,7 @@ def test_train_step_applies_no_update_on_nan():
 class TinyDyNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv = nn.DyConv2d(3, 4, 3, 4, 1, experts=2)
+        self.conv = nn.DyConv2d(3, 4, 3, 4, 1, experts=2, anneal=True)
         self.fc = nn.Linear(4 * 8 * 8, 100)
 
     def forward(self, x):
@@ -238,8 +237,7 @@ def test_dycnn_anneal_is_per_iteration(monkeypatch):
         seen.append(model.conv.temperature)
         return original(model, *args, **kwargs)
 
-    trainer = Trainer(model, opt, BatchLoader(train, 32, seed=0), epochs=2, dycnn_anneal=True, progress=False,
-                      log=lambda line: None)
+    trainer = Trainer(model, opt, BatchLoader(train, 32, seed=0), epochs=2, progress=False, log=lambda line: None)
     monkeypatch.setattr(trainer_module, "train_step", spy)
     trainer.fit()
     expected = [30 - 29 * (e + s / 3) / 10 for e in range(2) for s in range(3)]
@@ -261,13 +259,12 @@ def test_dgc_pruning_follows_training_progress(monkeypatch):
     train, _ = tiny_data()
     mc.manual_seed(0)
     model = TinyDGCNet()
-    seen, penalties = [], []
+    seen = []
     original = trainer_module.train_step
 
-    def spy(model, *args, penalty=None, **kwargs):
+    def spy(model, *args, **kwargs):
         seen.append(model.dgc.pruned)
-        penalties.append(penalty)
-        return original(model, *args, penalty=penalty, **kwargs)
+        return original(model, *args, **kwargs)
 
     trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.01), BatchLoader(train, 8, seed=0), epochs=2,
                       max_steps=6, progress=False, log=lambda line: None)
@@ -275,4 +272,18 @@ def test_dgc_pruning_follows_training_progress(monkeypatch):
     trainer.fit()
     expected = [nn.dynamic.dgc_pruned_channels(8, 0.5, t / 12) for t in range(12)]
     assert seen == expected and seen[0] == 0 and seen[-1] > 0
-    assert all(p is trainer_module.dgc_penalty for p in penalties)
+    assert model.state_dict()["dgc.pruned"] == seen[-1]  # the schedule state is a buffer: checkpoints keep it
+
+
+def test_train_step_adds_the_layers_extra_loss():
+    """train_step's loss is cross-entropy + the layers' extra loss (DGC: 1e-5 * its lasso), bit for bit."""
+    train, _ = tiny_data()
+    x, y = next(iter(BatchLoader(train, 8, shuffle=False, prefetch=False)))
+    mc.manual_seed(0)
+    model = TinyDGCNet().double()
+    with mc.no_grad():
+        logits = model(mc.tensor(x).double())
+        expected = (nn.functional.cross_entropy(logits, y) + 1e-5 * model.dgc.lasso).item()
+    plain = (nn.functional.cross_entropy(logits, y)).item()
+    loss, _ = train_step(model, optim.SGD(model.parameters(), lr=0.0), mc.tensor(x).double(), y)
+    assert loss == expected and loss != plain

@@ -127,6 +127,11 @@ class CoConv2d(ExpertConv2d):
         """r: (N, n, C') for output attention, (N, n, C) for input attention."""
         return self.routing(x)
 
+    @property
+    def routing_activation(self) -> str:
+        """"sigmoid" or "softmax": how the gates are normalised (what `minicoconv inspect` reports)."""
+        return self.routing.activation
+
     def forward(self, x):
         self.check_input(x)
         r = self.routing(x)

@@ -22,6 +22,8 @@ class CondConv2d(MixtureConv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, groups, bias, experts)
         self.routing = Linear(in_channels, experts)
 
+    routing_activation = "sigmoid"
+
     def routing_weights(self, x):
         """Per-sample expert weights r, (N, n), each in (0, 1)."""
         return self.routing(global_avg_pool(x)).sigmoid()

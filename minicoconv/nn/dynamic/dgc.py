@@ -5,14 +5,15 @@ Heads H (dividing C and C'), kept fraction g. With u = ReLU(BN(x)):
     the m smallest entries of q_h per sample are zeroed (chosen on a detached copy)
     y_h = conv(u * q_h, W_h)                      W_h (C'/H, C, k, k)            (N, C'/H, H', W')
     output channel j*H + h is filter j of head h  (heads interleaved)
-    lasso = sum_h mean(q_h)   (the trainer adds 1e-5 * the sum over layers to the loss)
+    lasso = sum_h mean(q_h)   (`extra_loss`: the trainer adds 1e-5 * the sum over layers to the loss)
 W1_h (d x C, no bias), W2_h (C x d, bias initialised to 1), d = C // r, r = 8 if C < 80 else 16.
 
 Training runs the H heads as ONE grouped convolution (H groups) over the H scaled
 copies of u. The number pruned, m, follows training progress p in [0, 1]
-(`dgc_pruned_channels`, set on every layer by `set_dgc_progress`, driven by the
-trainer): 0 until p = 1/12, then round(C (1-g) 1.5 (p - 1/12)) until p = 3/4,
-then round(C (1-g)). A new layer starts fully pruned (p = 1), the inference setting.
+(`dgc_pruned_channels`, set by the layer's `on_training_progress` hook before every
+training step, or on every layer of a model by `set_dgc_progress`; kept in the `pruned`
+buffer): 0 until p = 1/12, then round(C (1-g) 1.5 (p - 1/12)) until p = 3/4, then
+round(C (1-g)). A new layer starts fully pruned (p = 1), the inference setting.
 
 The original implementation convolves the zeroed channels anyway, so it saves
 nothing at inference. `fuse()` returns a form that gathers only the C - m kept
@@ -35,6 +36,10 @@ from ..layers.conv import check_conv_channels
 from ..layers.norm import BatchNorm2d
 from ..module import Module, Parameter
 from .base import check_dynamic_input
+from .hooks import TrainingProgress, register_scalar, scalar_buffer
+
+#: weight of DGC's lasso term on the channel saliencies (docs/layers.md, DGC)
+DGC_LASSO_WEIGHT = 1e-5
 
 
 def dgc_pruned_channels(channels: int, keep: float, progress: float) -> int:
@@ -49,6 +54,9 @@ def dgc_pruned_channels(channels: int, keep: float, progress: float) -> int:
 
 class DGConv2d(Module):
     """DGConv2d(in, out, kernel_size, stride=1, padding=0, heads=4, keep=0.5)."""
+
+    pruned = scalar_buffer("pruned", int)
+    extra_loss_weight = DGC_LASSO_WEIGHT
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  heads: int = 4, keep: float = 0.5):
@@ -73,7 +81,7 @@ class DGConv2d(Module):
         init.normal_(self.weight, 0.0, math.sqrt(2.0 / (out_channels // heads * k[0] * k[1])))  # kaiming fan_out
         init.normal_(self.gate1, 0.0, math.sqrt(2.0 / in_channels))  # kaiming fan_in
         init.normal_(self.gate2, 0.0, math.sqrt(2.0 / hidden))
-        self.pruned = dgc_pruned_channels(in_channels, keep, 1.0)
+        register_scalar(self, "pruned", dgc_pruned_channels(in_channels, keep, 1.0), np.int64)
         self.lasso: Tensor | None = None
 
     def saliency(self, u):
@@ -101,6 +109,14 @@ class DGConv2d(Module):
         y = F.conv2d(scaled.reshape(n, self.heads * c, h, w), self.weight.reshape(-1, c, *self.kernel_size),
                      None, self.stride, self.padding, groups=self.heads)
         return self._interleave(y)
+
+    def on_training_progress(self, progress: TrainingProgress) -> None:
+        """Prune as many channels as the schedule says at the run's progress fraction."""
+        self.pruned = dgc_pruned_channels(self.in_channels, self.keep, progress.fraction)
+
+    def extra_loss(self) -> Tensor | None:
+        """The lasso term of the last forward (weighted by `extra_loss_weight` in nn.extra_loss)."""
+        return self.lasso
 
     def _interleave(self, y):
         """Head-major channels (h, j) -> output channel j*H + h."""
@@ -178,3 +194,20 @@ def dgc_lasso(model: Module):
     """Sum of the lasso terms of the last forward of every DGConv2d (None if there are none)."""
     terms = [m.lasso for m in model.modules() if isinstance(m, DGConv2d) and m.lasso is not None]
     return functions.stack(terms).sum() if terms else None
+
+
+def build_dgc(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+              groups: int = 1, **options) -> Module:
+    """The "dgc" conv type's builder: DGConv2d where `heads` divides both channel counts, else a static conv.
+
+    AlexNet's 3-channel first conv stays static; grouped/depthwise positions (MobileNetV2) are refused.
+    """
+    from ..layers.conv import Conv2d
+
+    if groups != 1:
+        raise ValueError("conv='dgc' applies to dense convolutions; this model's dynamic convolutions are "
+                         "grouped/depthwise (use it with resnet18 or alexnet)")
+    heads = options.get("heads", 4)
+    if in_channels % heads or out_channels % heads:
+        return Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+    return DGConv2d(in_channels, out_channels, kernel_size, stride, padding, **options)

@@ -25,16 +25,20 @@ from ..layers.conv import Conv2d
 from ..layers.norm import BatchNorm2d
 from ..module import Module
 from .base import ExpertConv2d
+from .hooks import TrainingProgress, register_scalar, scalar_buffer
 
 
 class ODConv2d(ExpertConv2d):
-    """ODConv2d(in, out, kernel_size, stride=1, padding=0, groups=1, experts=4, reduction=1/16, temperature=1.0)."""
+    """ODConv2d(in, out, kernel_size, stride=1, padding=0, groups=1, experts=4, reduction=1/16, temperature=1.0,
+    anneal=False); with anneal=True training follows `odconv_temperature` (via on_training_progress)."""
 
     min_training_batch = 2  # the attention BatchNorm sees (N, A, 1, 1): one value per channel per image
+    temperature = scalar_buffer("temperature")
+    routing_activation = "softmax"  # of the kernel attention alpha_w, the one `routing_gates` returns
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  groups: int = 1, bias: bool = False, experts: int = 4, reduction: float = 1 / 16,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, anneal: bool = False):
         if bias:
             raise ValueError("ODConv2d: has no bias (the attentions scale the output)")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, groups, False, experts)
@@ -45,7 +49,8 @@ class ODConv2d(ExpertConv2d):
         width = max(int(in_channels * reduction), 16)
         kh, kw = self.kernel_size
         self.depthwise = in_channels == groups == out_channels
-        self.temperature = float(temperature)
+        register_scalar(self, "temperature", float(temperature))
+        self.anneal = bool(anneal)
         self.fc = Conv2d(in_channels, width, 1, bias=False)
         self.bn = BatchNorm2d(width)
         self.channel_head = Conv2d(width, in_channels, 1)
@@ -87,6 +92,15 @@ class ODConv2d(ExpertConv2d):
         return alpha_c, alpha_f, alpha_s, alpha_w
 
     routing_weights = attentions
+
+    def routing_gates(self, x):
+        """The expert gates alone, alpha_w (N, n) (what `minicoconv inspect` reports)."""
+        return self.attentions(x)[3]
+
+    def on_training_progress(self, progress: TrainingProgress) -> None:
+        """With anneal=True: T = 1 + 29 (1 - t / (10 epochs of steps)), t = the step about to run (from 1)."""
+        if self.anneal:
+            self.temperature = odconv_temperature(progress.global_step + 1, progress.steps_per_epoch)
 
     def forward(self, x):
         self.check_input(x)

@@ -25,7 +25,7 @@ from minicoconv.distributed.trainer import data_parallel_step
 from minicoconv.distributed.world import World
 from minicoconv.nn import dynamic
 from minicoconv.tensor import Tensor
-from minicoconv.train.step import dgc_penalty, train_step
+from minicoconv.train.step import train_step
 
 sys.path.insert(0, str(Path(__file__).parent))
 from netlib import AllNorms  # noqa: E402
@@ -53,11 +53,11 @@ def main() -> int:
     for step in range(2):
         x, y = rng.standard_normal((batch, 3, 32, 32)), rng.integers(0, 10, batch)
         R.manual_seed(100 + step)
-        loss_ref, _ = train_step(ref, opt_ref, Tensor(x), y, penalty=dgc_penalty)
+        loss_ref, _ = train_step(ref, opt_ref, Tensor(x), y)
         state_ref = R.get_rng_state()
         R.manual_seed(100 + step)
         loss_dp, correct, n, _ = data_parallel_step(dp, opt_dp, gradients, Tensor(x[lo:hi]), y[lo:hi],
-                                                    (lo, hi, batch), penalty=dgc_penalty)
+                                                    (lo, hi, batch))
         worst.append((abs(loss_dp - loss_ref) / abs(loss_ref), f"step {step} loss"))
         worst.append((float(R.get_rng_state() != state_ref), f"step {step} generator state"))
         worst.append((float(n != batch), f"step {step} batch count"))
