@@ -34,6 +34,7 @@ PICTURES = {
     "05_train_cifar100.py": ["05_training_curves.png"],
     "06_gpu_backend.py": ["06_threads_to_elements.png"],
     "07_odconv_and_dgc.py": ["07_odconv_spatial_attention.png", "07_temperature_routing.png"],
+    "08_write_your_own_conv.py": ["08_routing_and_gate.png", "08_training_loss.png"],
     "09_data_parallel.py": ["09_shard_gradients.png"],
 }
 
@@ -87,8 +88,8 @@ def test_tutorial_imports_silently(path: Path):
 def test_tutorial_runs_and_draws(path: Path, tmp_path: Path):
     plots = tmp_path / "plots"
     command = [sys.executable, str(path), "--quick", "--plots", str(plots)]
-    if path.name.startswith("05_"):
-        command += ["--out", str(tmp_path / "run")]  # not runs/tutorial05 inside the repository
+    if path.name.startswith(("05_", "08_")):
+        command += ["--out", str(tmp_path / "run")]  # not runs/tutorialNN inside the repository
     try:
         result = subprocess.run(command, cwd=ROOT, env=_env(path), capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired as err:
