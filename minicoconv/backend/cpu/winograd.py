@@ -45,6 +45,11 @@ ALGORITHMS = ("auto", "im2col", "winograd")
 # bytes of transformed tiles (V and M) per block: big GEMMs, still cache-friendly
 BLOCK_BYTES = 16 << 20
 
+# the 16 position matrices of a transformed array start this many bytes apart beyond their size:
+# with a power-of-two size all 16 would map to the same cache sets and a kernel that writes
+# one value to each per tile evicts its own lines (5 lines apart: 16 distinct sets)
+PAD_BYTES = 320
+
 _algorithm = "auto"
 
 # F(2, 3) and F(3, 2) matrices (the reference form's); G2_FWD: G2 with its last row negated
@@ -108,10 +113,32 @@ def _block(n_batch: int, rows: int, tiles: int, itemsize: int) -> int:
     return max(1, min(n_batch, BLOCK_BYTES // max(1, per_sample)))
 
 
+def _positions(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A (16, rows, cols) view of buf whose position matrices are PAD_BYTES apart (see PAD_BYTES)."""
+    step = rows * cols + PAD_BYTES // buf.itemsize
+    return buf[:16 * step].reshape(16, step)[:, :rows * cols].reshape(16, rows, cols)
+
+
+def _buffer(rows: int, cols: int, dtype) -> np.ndarray:
+    return np.empty(16 * (rows * cols + PAD_BYTES // np.dtype(dtype).itemsize), dtype=dtype)
+
+
 def kernel_transform(w: np.ndarray) -> np.ndarray:
     """U (16, C', C) = G w[k, c] G^T at position xi*4 + nu, w (C', C, 3, 3), in w's dtype."""
-    u = np.einsum("xi,kcij,yj->xykc", _G, w, _G)
-    return np.ascontiguousarray(u.reshape(16, *w.shape[:2]), dtype=w.dtype)
+    return _sandwich(_G, w, 16)
+
+
+def _sandwich(left: np.ndarray, a: np.ndarray, rows: int) -> np.ndarray:
+    """out[x*q + y] = (left @ a[k, c] @ left^T)[x, y] for a (K, C, p, p), left (q, p) -> (q*q, K, C).
+
+    Two 2-d GEMMs in float64 (one per side: a batch of tiny matmuls would be slower), cast
+    back to a's dtype.
+    """
+    k, c, p, _ = a.shape
+    q = left.shape[0]
+    half = (a.astype(np.float64).reshape(k * c * p, p) @ left.T).reshape(k * c, p, q)  # a @ left^T
+    full = (half.transpose(0, 2, 1).reshape(k * c * q, p) @ left.T).reshape(k * c, q, q)  # [kc, y, x]
+    return np.ascontiguousarray(full.transpose(2, 1, 0).reshape(rows, k, c), dtype=a.dtype)
 
 
 def _winograd(x, u, bias, padding, y, keep_v=False):
@@ -120,17 +147,17 @@ def _winograd(x, u, bias, padding, y, keep_v=False):
     c_out = u.shape[1]
     th, tw = _tiles(*y.shape[2:])
     nb = _block(n_batch, c_in + c_out, th * tw, x.itemsize)
-    v_buf = np.empty(16 * c_in * nb * th * tw, dtype=x.dtype)
-    m_buf = np.empty(16 * c_out * nb * th * tw, dtype=x.dtype)
+    v_buf = _buffer(c_in, nb * th * tw, x.dtype)
+    m_buf = _buffer(c_out, nb * th * tw, x.dtype)
     for n0 in range(0, n_batch, nb):
         cnt = min(nb, n_batch - n0)
-        v = v_buf[:16 * c_in * cnt * th * tw].reshape(16, c_in, cnt * th * tw)
-        m = m_buf[:16 * c_out * cnt * th * tw].reshape(16, c_out, cnt * th * tw)
+        v = _positions(v_buf, c_in, cnt * th * tw)
+        m = _positions(m_buf, c_out, cnt * th * tw)
         input_transform(x, padding[0], padding[1], th, tw, n0, cnt, v)
         gemm(u, v, m)
         output_transform(m, bias, th, tw, n0, cnt, y)
     if keep_v and nb >= n_batch and n_batch > 0:
-        return WinogradSaved(v_buf.reshape(16, c_in, n_batch * th * tw))
+        return WinogradSaved(_positions(v_buf, c_in, n_batch * th * tw))
     return None
 
 
@@ -165,16 +192,17 @@ def _weight_grad(gy, x, saved, padding, dw):
                          f"{(16, c_in, n_batch * n_tiles)} and dtype {x.dtype}")
     nb = n_batch if saved is not None else _block(n_batch, c_in + c_out, n_tiles, x.itemsize)
     m3 = np.zeros((16, c_out, c_in), dtype=x.dtype)
-    v_buf = np.empty(0 if saved is not None else 16 * c_in * nb * n_tiles, dtype=x.dtype)
-    g_buf = np.empty(16 * c_out * nb * n_tiles, dtype=x.dtype)
+    v_buf = None if saved is not None else _buffer(c_in, nb * n_tiles, x.dtype)
+    g_buf = _buffer(c_out, nb * n_tiles, x.dtype)
     for n0 in range(0, n_batch, nb):
         cnt = min(nb, n_batch - n0)
         if saved is not None:
             v = saved.v
         else:
-            v = v_buf[:16 * c_in * cnt * n_tiles].reshape(16, c_in, cnt * n_tiles)
+            v = _positions(v_buf, c_in, cnt * n_tiles)
             input_transform(x, padding[0], padding[1], th, tw, n0, cnt, v)
-        gt = g_buf[:16 * c_out * cnt * n_tiles].reshape(16, c_out, cnt * n_tiles)
+        gt = _positions(g_buf, c_out, cnt * n_tiles)
         grad_transform(gy, th, tw, n0, cnt, gt)
         gemm(gt, v.transpose(0, 2, 1), m3, accumulate=True)
-    dw[...] = np.einsum("ax,xykc,by->kcab", _AT3, m3.reshape(4, 4, c_out, c_in), _AT3)
+    m3 = m3.transpose(1, 2, 0).reshape(c_out, c_in, 4, 4)
+    dw[...] = _sandwich(_AT3, m3, 9).transpose(1, 2, 0).reshape(dw.shape)  # (C', C, 3, 3)

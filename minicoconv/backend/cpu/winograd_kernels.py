@@ -106,20 +106,20 @@ def grad_transform(gy, th, tw, n0, nb, gt):
     for task in prange(nb * n_out):
         s, k = task // n_out, task % n_out
         plane = gy[n0 + s, k]
+        col = np.empty((4, 2), dtype=gy.dtype)  # G2' g, one scratch per task
         for a in range(th):
             for b in range(tw):
                 i0, j0 = 2 * a, 2 * b
-                # in float64 (one type for the tuples below); the halves are exact either way
-                g00 = float(plane[i0, j0])
-                g01 = float(plane[i0, j0 + 1]) if j0 + 1 < out_w else 0.0
-                g10 = float(plane[i0 + 1, j0]) if i0 + 1 < out_h else 0.0
-                g11 = float(plane[i0 + 1, j0 + 1]) if i0 + 1 < out_h and j0 + 1 < out_w else 0.0
+                g00 = plane[i0, j0]
+                g01 = plane[i0, j0 + 1] if j0 + 1 < out_w else 0.0
+                g10 = plane[i0 + 1, j0] if i0 + 1 < out_h else 0.0
+                g11 = plane[i0 + 1, j0 + 1] if i0 + 1 < out_h and j0 + 1 < out_w else 0.0
                 # rows: G2' g (4x2): (g0, (g0+g1)/2, (g0-g1)/2, -g1) per column
-                c0 = (g00, 0.5 * (g00 + g10), 0.5 * (g00 - g10), -g10)
-                c1 = (g01, 0.5 * (g01 + g11), 0.5 * (g01 - g11), -g11)
+                col[0, 0], col[1, 0], col[2, 0], col[3, 0] = g00, 0.5 * (g00 + g10), 0.5 * (g00 - g10), -g10
+                col[0, 1], col[1, 1], col[2, 1], col[3, 1] = g01, 0.5 * (g01 + g11), 0.5 * (g01 - g11), -g11
                 t = (s * th + a) * tw + b
                 for i in range(4):
-                    p, q = c0[i], c1[i]
+                    p, q = col[i, 0], col[i, 1]
                     gt[i * 4, k, t] = p
                     gt[i * 4 + 1, k, t] = 0.5 * (p + q)
                     gt[i * 4 + 2, k, t] = 0.5 * (p - q)
