@@ -39,11 +39,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .blas import gemm
-from .winograd_kernels import grad_transform, input_transform, output_transform
+from .winograd_kernels import grad_transform, input_transform, kernel_transform, output_transform, weight_grad_transform
 
 ALGORITHMS = ("auto", "im2col", "winograd")
 # bytes of transformed tiles (V and M) per block: big GEMMs, still cache-friendly
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 4 << 20
 
 # the 16 position matrices of a transformed array start this many bytes apart beyond their size:
 # with a power-of-two size all 16 would map to the same cache sets and a kernel that writes
@@ -52,9 +52,6 @@ PAD_BYTES = 320
 
 _algorithm = "auto"
 
-# F(2, 3) and F(3, 2) matrices (the reference form's); G2_FWD: G2 with its last row negated
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-_AT3 = np.array([[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]], dtype=np.float64)
 
 
 def set_conv_algorithm(name: str) -> str:
@@ -87,7 +84,8 @@ def prefer_winograd(c_in: int, c_out: int, height: int, width: int) -> bool:
     wide enough for BLAS to run near peak; with few input channels (the 3-channel stems)
     the transforms cost more than the multiplications they save.
     """
-    return c_in >= 32 and c_out >= 32 and height * width >= 16
+    narrow = min(c_in, c_out)
+    return (narrow >= 64 and height * width >= 256) or (narrow >= 128 and height * width >= 64)
 
 
 def use_winograd(x_shape: tuple, w_shape: tuple, stride, padding, dilation, groups) -> bool:
@@ -116,29 +114,22 @@ def _block(n_batch: int, rows: int, tiles: int, itemsize: int) -> int:
 def _positions(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """A (16, rows, cols) view of buf whose position matrices are PAD_BYTES apart (see PAD_BYTES)."""
     step = rows * cols + PAD_BYTES // buf.itemsize
-    return buf[:16 * step].reshape(16, step)[:, :rows * cols].reshape(16, rows, cols)
+    item = buf.itemsize
+    # explicit strides: reshape may give a length-1 axis any stride, and gemm wants unit column strides
+    return np.lib.stride_tricks.as_strided(buf[:16 * step], (16, rows, cols), (step * item, cols * item, item))
 
 
 def _buffer(rows: int, cols: int, dtype) -> np.ndarray:
     return np.empty(16 * (rows * cols + PAD_BYTES // np.dtype(dtype).itemsize), dtype=dtype)
 
 
-def kernel_transform(w: np.ndarray) -> np.ndarray:
-    """U (16, C', C) = G w[k, c] G^T at position xi*4 + nu, w (C', C, 3, 3), in w's dtype."""
-    return _sandwich(_G, w, 16)
-
-
-def _sandwich(left: np.ndarray, a: np.ndarray, rows: int) -> np.ndarray:
-    """out[x*q + y] = (left @ a[k, c] @ left^T)[x, y] for a (K, C, p, p), left (q, p) -> (q*q, K, C).
-
-    Two 2-d GEMMs in float64 (one per side: a batch of tiny matmuls would be slower), cast
-    back to a's dtype.
-    """
-    k, c, p, _ = a.shape
-    q = left.shape[0]
-    half = (a.astype(np.float64).reshape(k * c * p, p) @ left.T).reshape(k * c, p, q)  # a @ left^T
-    full = (half.transpose(0, 2, 1).reshape(k * c * q, p) @ left.T).reshape(k * c, q, q)  # [kc, y, x]
-    return np.ascontiguousarray(full.transpose(2, 1, 0).reshape(rows, k, c), dtype=a.dtype)
+def transformed_kernels(w: np.ndarray, flip: bool = False) -> np.ndarray:
+    """U (16, C', C) = G w[k, c] G^T at position xi*4 + nu for w (C', C, 3, 3), in w's dtype;
+    with `flip` the (16, C, C') kernels of dX, G flip(w[k, c]) G^T at [., c, k]."""
+    c_out, c_in = w.shape[:2]
+    u = np.empty((16, c_in, c_out) if flip else (16, c_out, c_in), dtype=w.dtype)
+    kernel_transform(w, flip, u)
+    return u
 
 
 def _winograd(x, u, bias, padding, y, keep_v=False):
@@ -165,7 +156,7 @@ def winograd_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray, padding: tu
                      y: np.ndarray) -> WinogradSaved | None:
     """Fill y (N, C', OH, OW) with conv2d(x, w, padding) + bias; arguments already validated
     (conv_kernels.conv2d_forward). bias: (C',) or empty. Returns the saved V or None."""
-    return _winograd(x, kernel_transform(w), bias, padding, y, keep_v=True)
+    return _winograd(x, transformed_kernels(w), bias, padding, y, keep_v=True)
 
 
 def winograd_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, saved, padding: tuple,
@@ -173,8 +164,8 @@ def winograd_backward(gy: np.ndarray, x: np.ndarray, w: np.ndarray, saved, paddi
     """Fill dx and/or dw (whichever is not None); arguments already validated
     (conv_kernels.conv2d_backward). saved: the forward's WinogradSaved or None."""
     if dx is not None:
-        u_t = kernel_transform(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)))
-        _winograd(gy, u_t, np.empty(0, dtype=x.dtype), (2 - padding[0], 2 - padding[1]), dx)
+        no_bias = np.empty(0, dtype=x.dtype)
+        _winograd(gy, transformed_kernels(w, flip=True), no_bias, (2 - padding[0], 2 - padding[1]), dx)
     if dw is not None:
         _weight_grad(gy, x, saved, padding, dw)
 
@@ -204,5 +195,4 @@ def _weight_grad(gy, x, saved, padding, dw):
         gt = _positions(g_buf, c_out, cnt * n_tiles)
         grad_transform(gy, th, tw, n0, cnt, gt)
         gemm(gt, v.transpose(0, 2, 1), m3, accumulate=True)
-    m3 = m3.transpose(1, 2, 0).reshape(c_out, c_in, 4, 4)
-    dw[...] = _sandwich(_AT3, m3, 9).transpose(1, 2, 0).reshape(dw.shape)  # (C', C, 3, 3)
+    weight_grad_transform(m3, dw)

@@ -124,3 +124,54 @@ def grad_transform(gy, th, tw, n0, nb, gt):
                     gt[i * 4 + 1, k, t] = 0.5 * (p + q)
                     gt[i * 4 + 2, k, t] = 0.5 * (p - q)
                     gt[i * 4 + 3, k, t] = -q
+
+
+@njit(inline="always")
+def _g_rows(g0, g1, g2):
+    """G applied to the column vector (g0, g1, g2)."""
+    return g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
+
+
+@njit(parallel=True, cache=True)
+def kernel_transform(w, flip, u):
+    """u[xi*4+nu, k, c] = (G w[k, c] G^T)[xi, nu]; with `flip`, u[., c, k] from w[k, c] turned by 180 degrees.
+
+    w (K, C, 3, 3); u (16, K, C), or (16, C, K) with flip: the kernel of dX = conv(gy, flip(w)^T).
+    Computed in float64, stored in u's dtype.
+    """
+    n_out, n_in = w.shape[0], w.shape[1]
+    for k in prange(n_out):
+        g = np.empty((3, 3))
+        h = np.empty((4, 3))
+        for c in range(n_in):
+            for i in range(3):
+                for j in range(3):
+                    g[i, j] = w[k, c, 2 - i, 2 - j] if flip else w[k, c, i, j]
+            for j in range(3):  # rows: G g (4x3)
+                h[0, j], h[1, j], h[2, j], h[3, j] = _g_rows(g[0, j], g[1, j], g[2, j])
+            for i in range(4):  # columns: (G g) G^T (4x4)
+                e0, e1, e2, e3 = _g_rows(h[i, 0], h[i, 1], h[i, 2])
+                if flip:
+                    u[i * 4, c, k], u[i * 4 + 1, c, k], u[i * 4 + 2, c, k], u[i * 4 + 3, c, k] = e0, e1, e2, e3
+                else:
+                    u[i * 4, k, c], u[i * 4 + 1, k, c], u[i * 4 + 2, k, c], u[i * 4 + 3, k, c] = e0, e1, e2, e3
+
+
+@njit(parallel=True, cache=True)
+def weight_grad_transform(m3, dw):
+    """dw[k, c] = A3^T M3[:, k, c] A3 (3x3), F(3x3, 2x2)'s output transform, in float64.
+
+    m3 (16, K, C) summed over all tiles; dw (K, C, 3, 3). A3^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]].
+    """
+    n_out, n_in = dw.shape[0], dw.shape[1]
+    for k in prange(n_out):
+        r = np.empty((3, 4))
+        for c in range(n_in):
+            for j in range(4):  # rows: A3^T M (3x4)
+                m0, m1 = float(m3[j, k, c]), float(m3[4 + j, k, c])
+                m2, m3_ = float(m3[8 + j, k, c]), float(m3[12 + j, k, c])
+                r[0, j], r[1, j], r[2, j] = m0 + m1 + m2, m1 - m2, m1 + m2 + m3_
+            for i in range(3):  # columns: (A3^T M) A3 (3x3)
+                dw[k, c, i, 0] = r[i, 0] + r[i, 1] + r[i, 2]
+                dw[k, c, i, 1] = r[i, 1] - r[i, 2]
+                dw[k, c, i, 2] = r[i, 1] + r[i, 2] + r[i, 3]
