@@ -25,7 +25,7 @@ paths); "auto" takes it where `prefer_winograd` says it measured faster (docs/pe
 
 F(4x4, 3x3) (6x6 tiles, 4x fewer multiplications) is not implemented here. Its matrices
 hold 4, 5, 8 and 1/24, and a float64-checked prototype in float32 gave forward errors of
-6e-6 to 1.3e-5 at 64-512 channels, 10-40x F(2x2, 3x3)'s (which measures 2e-7 to 9e-7, about
+6e-6 to 1.3e-5 at 64-512 channels, 11-18x F(2x2, 3x3)'s (which measures 2e-7 to 9e-7, about
 im2col's); within the 1e-4 bound for the output but with a thin margin for dW, whose sums run
 over a whole batch of tiles, and it was not pursued in the time of this change
 (docs/performance.md). F(2x2, 3x3) meets the bound everywhere with about 100x to spare.
