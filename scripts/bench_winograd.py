@@ -31,8 +31,8 @@ def layer_rows(setup: Setup, batch: int) -> None:
                   f"ratio {row['ratio']:.2f}", flush=True)
 
 
-def model_rows(setup: Setup, batch: int) -> None:
-    for conv in ("static", "coconv"):
+def model_rows(setup: Setup, batch: int, convs) -> None:
+    for conv in convs:
         for setting in SETTINGS[:2]:
             winograd.set_conv_algorithm(setting)
             row = bench_model(setup, "resnet18", conv, batch, memory=False)
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", action="store_true")
     parser.add_argument("--models", action="store_true")
+    parser.add_argument("--convs", nargs="+", default=["static", "coconv"], help="ResNet18 conv types (--models)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -52,7 +53,7 @@ def main() -> None:
     if args.layers or not args.models:
         layer_rows(setup, args.batch_size)
     if args.models:
-        model_rows(setup, args.batch_size)
+        model_rows(setup, args.batch_size, args.convs)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,8 @@ def test_auto_rule_and_forcing(force):
     assert winograd.use_winograd((32, 64, 32, 32), (256, 64, 3, 3), *geometry)     # CoConv stacked experts
     assert not winograd.use_winograd((32, 3, 32, 32), (64, 3, 3, 3), *geometry)    # the stem
     assert not winograd.use_winograd((32, 512, 4, 4), (512, 512, 3, 3), *geometry)  # stage 4
+    assert not winograd.use_winograd((32, 256, 8, 8), (1024, 256, 3, 3), *geometry)  # CoConv's stacked stage 3
+    assert winograd.use_winograd((32, 256, 8, 8), (256, 256, 3, 3), *geometry)       # stage 3
     force("im2col")
     assert not winograd.use_winograd((32, 64, 32, 32), (64, 64, 3, 3), *geometry)
     force("winograd")

@@ -84,11 +84,14 @@ def prefer_winograd(c_in: int, c_out: int, height: int, width: int) -> bool:
     """The measured rule for "auto" (table and figures: docs/performance.md).
 
     Winograd's GEMMs have inner dimension C (im2col's: 9C), so it wins once C and C' are
-    wide enough for BLAS to run near peak; with few input channels (the 3-channel stems)
-    the transforms cost more than the multiplications they save.
+    wide enough for BLAS to run near peak and the map has enough tiles; with few input
+    channels (the 3-channel stems) the transforms cost more than the multiplications they
+    save, and with C * C' above 2**17 (U above 8 MB in float32: ResNet18's stage 4, CoConv's
+    stacked 256 -> 1024) the transformed kernels and the transforms of the wide side cost more
+    than the saved multiplications at the small maps where such layers sit.
     """
-    narrow = min(c_in, c_out)
-    return (narrow >= 64 and height * width >= 256) or (narrow >= 128 and height * width >= 64)
+    narrow, pixels = min(c_in, c_out), height * width
+    return c_in * c_out <= 1 << 17 and ((narrow >= 64 and pixels >= 256) or (narrow >= 128 and pixels >= 64))
 
 
 def use_winograd(x_shape: tuple, w_shape: tuple, stride, padding, dilation, groups) -> bool:
@@ -108,10 +111,12 @@ def _tiles(out_h: int, out_w: int) -> tuple[int, int]:
     return -(-out_h // 2), -(-out_w // 2)
 
 
-def _block(n_batch: int, rows: int, tiles: int, itemsize: int) -> int:
-    """Samples per block: `rows` transformed rows of `tiles` tiles each take ~BLOCK_BYTES."""
+def _block(n_batch: int, rows: int, tiles: int, itemsize: int, kernel_bytes: int = 0) -> int:
+    """Samples per block: `rows` transformed rows of `tiles` tiles each take ~BLOCK_BYTES, or twice
+    the transformed kernels' bytes when that is more: every block's GEMMs read all of U, so with
+    wide layers (C' x C large) small blocks would stream U from memory once per block."""
     per_sample = 16 * rows * tiles * itemsize
-    return max(1, min(n_batch, BLOCK_BYTES // max(1, per_sample)))
+    return max(1, min(n_batch, max(BLOCK_BYTES, 2 * kernel_bytes) // max(1, per_sample)))
 
 
 def _positions(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -140,7 +145,7 @@ def _winograd(x, u, bias, padding, y, keep_v=False):
     n_batch, c_in = x.shape[:2]
     c_out = u.shape[1]
     th, tw = _tiles(*y.shape[2:])
-    nb = _block(n_batch, c_in + c_out, th * tw, x.itemsize)
+    nb = _block(n_batch, c_in + c_out, th * tw, x.itemsize, u.nbytes)
     v_buf = _buffer(c_in, nb * th * tw, x.dtype)
     m_buf = _buffer(c_out, nb * th * tw, x.dtype)
     for n0 in range(0, n_batch, nb):
@@ -184,7 +189,8 @@ def _weight_grad(gy, x, saved, padding, dw):
                                   and saved.v.dtype == x.dtype):
         raise ValueError(f"conv2d: expected saved = None or what the Winograd forward returned, V of shape "
                          f"{(16, c_in, n_batch * n_tiles)} and dtype {x.dtype}")
-    nb = n_batch if saved is not None else _block(n_batch, c_in + c_out, n_tiles, x.itemsize)
+    nb = n_batch if saved is not None else _block(n_batch, c_in + c_out, n_tiles, x.itemsize,
+                                                  16 * c_in * c_out * x.itemsize)
     m3 = np.zeros((16, c_out, c_in), dtype=x.dtype)
     v_buf = None if saved is not None else _buffer(c_in, nb * n_tiles, x.dtype)
     g_buf = _buffer(c_out, nb * n_tiles, x.dtype)
