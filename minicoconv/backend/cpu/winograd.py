@@ -56,7 +56,6 @@ PAD_BYTES = 320
 _algorithm = "auto"
 
 
-
 def set_conv_algorithm(name: str) -> str:
     """Choose the 3x3 stride-1 convolution algorithm: "auto" (measured choice), "im2col" or "winograd".
 
