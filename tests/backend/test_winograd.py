@@ -94,16 +94,33 @@ def test_reference_form_matches_direct_convolution(shape):
 @given(shape=shapes, reuse=st.booleans(), block_bytes=st.sampled_from([1, winograd.BLOCK_BYTES]))
 def test_cpu_winograd_matches_the_reference_backend(shape, reuse, block_bytes):
     x, w, b, p, y, gy, (dx, dw, db) = _case(*shape)
-    previous, winograd.BLOCK_BYTES = winograd.BLOCK_BYTES, block_bytes  # 1 byte: one sample per block
+    previous, winograd.BLOCK_BYTES = winograd.BLOCK_BYTES, block_bytes  # 1 byte: the smallest blocks
     try:
         with algorithm("winograd"):
             y2, saved = cpu.conv2d_forward(x, w, b, 1, p)
-            assert isinstance(saved, winograd.WinogradSaved) == (block_bytes > 1 or x.shape[0] == 1)
             dx2, dw2, db2 = cpu.conv2d_backward(gy, x, w, saved if reuse else None, 1, p)
     finally:
         winograd.BLOCK_BYTES = previous
     for got, want in ((y2, y), (dx2, dx), (dw2, dw), (db2, db)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_cpu_winograd_in_several_blocks(force):
+    """Tiles of one sample outweigh twice U's bytes: with 1-byte blocks, one sample per block,
+    no saved tiles, and the backward recomputes them block by block."""
+    force("winograd")
+    x, w, b, p, y, gy, (dx, dw, db) = _case(3, 1, 1, 9, 9, 1)
+    previous, winograd.BLOCK_BYTES = winograd.BLOCK_BYTES, 1
+    try:
+        y2, saved = cpu.conv2d_forward(x, w, b, 1, p)
+        dx2, dw2, db2 = cpu.conv2d_backward(gy, x, w, saved, 1, p)
+    finally:
+        winograd.BLOCK_BYTES = previous
+    assert saved is None
+    for got, want in ((y2, y), (dx2, dx), (dw2, dw), (db2, db)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    _, saved = cpu.conv2d_forward(x, w, b, 1, p)  # the default blocks: one, and its tiles are kept
+    assert isinstance(saved, winograd.WinogradSaved)
 
 
 def test_cpu_winograd_partial_gradients_and_empty_batch(force):
