@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from .. import dtypes
 from ..geometry import pair
 from ..ops.conv import Conv2d as Conv2dOp

@@ -16,6 +16,8 @@ Two paths, chosen by the weight's shape:
   im2col again (unless saved); dW += gy^T @ cols^T (one GEMM per group);
   dcols = W^T @ gy^T into a scratch buffer; Numba col2im into dx.
 - depthwise (depthwise.py), Cin/groups == 1 with Cin > 1: direct Numba kernels.
+- Winograd F(2x2, 3x3) (winograd.py) for 3x3 stride-1 groups-1 convs where it measured
+  faster or `winograd.set_conv_algorithm` forces it; `saved` is then its WinogradSaved.
   (Cin == 1 goes to im2col: its backward would otherwise run on one thread.)
 
 `saved`: the columns (K, N*L) when the whole batch fits one block, else None, and then
@@ -49,6 +51,7 @@ from ...geometry import shape4 as _shape4
 from .blas import gemm
 from .depthwise import depthwise_backward_kernel, depthwise_forward_kernel
 from .im2col import col2im_blocks, fold_grad_kernel, im2col_blocks, unfold_output_kernel
+from .winograd import WinogradSaved, use_winograd, winograd_backward, winograd_forward
 
 # Target size of one block of columns (bytes): big enough for efficient GEMMs, small
 # enough to stay in cache between im2col, GEMM and col2im (sizes compared: docs/performance.md)
@@ -91,6 +94,11 @@ def _check_conv_args(x, w, bias, stride, padding, dilation, groups):
     return x, w, bias, geom
 
 
+def _winograd(x, w, geom):
+    """3x3 stride-1 groups-1 convs take Winograd where set_conv_algorithm / its measured rule say (winograd.py)."""
+    return use_winograd(x.shape, w.shape, geom.stride, geom.padding, geom.dilation, geom.groups)
+
+
 # --------------------------------------------------------------------------------------
 # Public drivers
 # --------------------------------------------------------------------------------------
@@ -109,6 +117,8 @@ def conv2d_forward(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
         depthwise_forward_kernel(x, w, bias, *geom.stride, *geom.padding, *geom.dilation,
                                  get_num_threads(), y)
         return y, None
+    if _winograd(x, w, geom):
+        return y, winograd_forward(x, w, bias, geom.padding, y)
     return y, _forward_im2col(x, w, bias, geom, y)
 
 
@@ -135,7 +145,11 @@ def conv2d_backward(gy, x, w, saved=None, stride=1, padding=0, dilation=1, group
                                       dummy if dx is None else dx, dummy if dw is None else dw)
         if need_db:
             db = gy.sum(axis=(0, 2, 3))
+    elif (need_dx or need_dw) and _winograd(x, w, geom):
+        winograd_backward(gy, x, w, saved if isinstance(saved, WinogradSaved) else None, geom.padding, dx, dw)
+        db = gy.sum(axis=(0, 2, 3)) if need_db else None
     elif need_dx or need_dw:
+        saved = None if isinstance(saved, WinogradSaved) else saved  # the setting changed since the forward
         row_sums = _backward_im2col(gy, x, w, saved, geom, dx, dw)
         db = row_sums.sum(axis=0) if need_db else None
     elif need_db:
