@@ -110,16 +110,17 @@ def dynamic_conv2d(x: Tensor, bank: Tensor, routing: Tensor, stride=1, padding=0
                    dilation=1, spatial: Tensor | None = None) -> Tensor:
     """Convolution with per-sample mixtures of expert kernels: y_b = conv2d(x_b, s_b * sum_i r_bi W_i).
 
-    x (N, C, H, W), bank W (n, C', C/groups, kh, kw), routing r (N, n) -> (N, C', H', W').
+    x (N, C, H, W), bank W (n, C', C/groups, kh, kw), routing r (N, n) -> (N, C', H', W'); r may also be
+    (N, n, C'), one weight per expert and output channel (r_bi a vector over C').
     `spatial` s (N, kh*kw), optional, scales each kernel position per sample (ODConv).
     Aggregates and convolves in batch chunks (ops.dynamic_conv.KERNEL_BUDGET_BYTES).
     """
     _check_4d("dynamic_conv2d", x)
     if bank.ndim != 5:
         raise ValueError(f"dynamic_conv2d: bank must be (n, C', C/groups, kh, kw), got shape {bank.shape}")
-    if routing.shape != (x.shape[0], bank.shape[0]):
-        raise ValueError(f"dynamic_conv2d: routing must be (N, n) = {(x.shape[0], bank.shape[0])}, "
-                         f"got {routing.shape}")
+    if routing.shape not in ((x.shape[0], bank.shape[0]), (x.shape[0], bank.shape[0], bank.shape[1])):
+        raise ValueError(f"dynamic_conv2d: routing must be (N, n) = {(x.shape[0], bank.shape[0])}, got "
+                         f"{routing.shape} (or (N, n, C') = {(x.shape[0], *bank.shape[:2])})")
     kk = bank.shape[3] * bank.shape[4]
     if spatial is not None and spatial.shape != (x.shape[0], kk):
         raise ValueError(f"dynamic_conv2d: spatial must be (N, kh*kw) = {(x.shape[0], kk)}, got {spatial.shape}")
