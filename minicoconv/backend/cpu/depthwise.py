@@ -18,7 +18,7 @@ unit-stride loop over OH*Wq elements, which LLVM vectorises, whatever the stride
 dilation. (Direct loops over output rows were slower: a 16-wide row is too short for
 the vectorised loop body and falls back to scalar code; docs/performance.md.) The backward uses
 the same planes: dw is a dot product of the wide gy (zeros in the ignored columns) with
-a shifted phase plane, dx a shifted scatter-add into phase planes mapped back to x.
+a shifted phase plane, dx the adjoint, gathered phase by phase (below), mapped back to x.
 
 Taps are applied GROUP (3) at a time (`_tap_groups`: the taps of one phase, padded with
 zero-weight slots): a pass over a plane does three multiply-adds per load and store of
