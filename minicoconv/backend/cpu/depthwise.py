@@ -75,11 +75,12 @@ def _phase_tables(height, width, kh, kw, sh, sw, ph, pw, dh, dw):
 
 @njit(cache=True)
 def _tap_groups(taps, n_phases):
-    """The taps grouped by the phase they read, GROUP at a time: (n_groups, 2 + 2*GROUP) rows of
-    [phase, first, tap_0, shift_0, ..., tap_{G-1}, shift_{G-1}], tap = i*kw + j or -1 for a
-    padding slot (weight 0, the shift of the group's first tap). first = 1 for a phase's first
-    group. One pass over a plane then serves GROUP taps: each output is loaded and stored once
-    per group instead of once per tap.
+    """The taps grouped by the phase they read, GROUP at a time: (n_groups, 2 + 3*GROUP) rows of
+    [phase, first, i_0, j_0, shift_0, ..., i_{G-1}, j_{G-1}, shift_{G-1}], i = -1 for a padding
+    slot (weight 0, the shift of the group's first tap). first = 1 for a phase's first group.
+    One pass over a plane then serves GROUP taps: each output is loaded and stored once per
+    group instead of once per tap. (i, j) are stored, not i*kw + j: dividing by a runtime kw
+    in every group of every plane showed in the small-map timings.
     """
     kh, kw = taps.shape[0], taps.shape[1]
     n_groups = 0
@@ -89,7 +90,7 @@ def _tap_groups(taps, n_phases):
             for j in range(kw):
                 count += taps[i, j, 0] == p
         n_groups += (count + GROUP - 1) // GROUP
-    groups = np.empty((n_groups, 2 + 2 * GROUP), dtype=np.int64)
+    groups = np.empty((n_groups, 2 + 3 * GROUP), dtype=np.int64)
     g = -1
     for p in range(n_phases):
         slot = GROUP
@@ -104,10 +105,10 @@ def _tap_groups(taps, n_phases):
                     groups[g, 0], groups[g, 1] = p, first
                     first = 0
                     for s in range(GROUP):  # padding slots until filled
-                        groups[g, 2 + 2 * s] = -1
-                        groups[g, 3 + 2 * s] = taps[i, j, 1]
-                groups[g, 2 + 2 * slot] = i * kw + j
-                groups[g, 3 + 2 * slot] = taps[i, j, 1]
+                        groups[g, 2 + 3 * s], groups[g, 3 + 3 * s] = -1, 0
+                        groups[g, 4 + 3 * s] = taps[i, j, 1]
+                groups[g, 2 + 3 * slot], groups[g, 3 + 3 * slot] = i, j
+                groups[g, 4 + 3 * slot] = taps[i, j, 1]
                 slot += 1
     return groups
 
@@ -171,9 +172,10 @@ def _phases_to_plane(phases, sw, rows, cols, dst):
 
 
 @njit(inline="always")
-def _weight(w, co, tap, kw):
-    """w[co, 0, i, j] for tap = i*kw + j, 0 for a padding slot (tap -1)."""
-    return w[co, 0, tap // kw, tap % kw] if tap >= 0 else w.dtype.type(0)
+def _weight(w, co, groups, g, slot):
+    """w[co, 0, i, j] for the tap in slot `slot` of group g, 0 for a padding slot."""
+    i = groups[g, 2 + 3 * slot]
+    return w[co, 0, i, groups[g, 3 + 3 * slot]] if i >= 0 else w.dtype.type(0)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -204,10 +206,10 @@ def depthwise_forward_kernel(x, w, bias, sh, sw, ph, pw, dh, dw, n_threads, y):
                 beta = bias[co] if has_bias else y.dtype.type(0)
                 for g in range(groups.shape[0]):
                     plane = phases[groups[g, 0]]
-                    s0, s1, s2 = groups[g, 3], groups[g, 5], groups[g, 7]
+                    s0, s1, s2 = groups[g, 4], groups[g, 7], groups[g, 10]
                     _taps3(wide, plane[s0:s0 + n_wide], plane[s1:s1 + n_wide], plane[s2:s2 + n_wide],
-                           _weight(w, co, groups[g, 2], kw), _weight(w, co, groups[g, 4], kw),
-                           _weight(w, co, groups[g, 6], kw), beta, g == 0)
+                           _weight(w, co, groups, g, 0), _weight(w, co, groups, g, 1),
+                           _weight(w, co, groups, g, 2), beta, g == 0)
                 for oh in range(out_h):
                     dst = y[n, co, oh]
                     row = wide[oh * wq:oh * wq + out_w]
@@ -234,7 +236,7 @@ def depthwise_backward_kernel(gy, x, w, sh, sw, ph, pw, dh, dw, n_threads, need_
     groups = _tap_groups(taps, sh * sw)
     front = 0
     for g in range(groups.shape[0]):
-        front = max(front, groups[g, 3], groups[g, 5], groups[g, 7])
+        front = max(front, groups[g, 4], groups[g, 7], groups[g, 10])
     n_wide = out_h * wq
     zero = gy.dtype.type(0)
     n_tasks = n_batch * n_chan
@@ -258,21 +260,21 @@ def depthwise_backward_kernel(gy, x, w, sh, sw, ph, pw, dh, dw, n_threads, need_
                         row[t] = src_row[t]
                 for g in range(groups.shape[0]):
                     p = groups[g, 0]
-                    s0, s1, s2 = groups[g, 3], groups[g, 5], groups[g, 7]
-                    t0, t1, t2 = groups[g, 2], groups[g, 4], groups[g, 6]
+                    s0, s1, s2 = groups[g, 4], groups[g, 7], groups[g, 10]
                     if need_dw:
                         plane = phases[p]
                         d0, d1, d2 = _dots3(wide, plane[s0:s0 + n_wide], plane[s1:s1 + n_wide],
                                             plane[s2:s2 + n_wide])
-                        for t, d in ((t0, d0), (t1, d1), (t2, d2)):
-                            if t >= 0:
-                                partial[worker, co, t // kw, t % kw] += d
+                        for slot, d in ((0, d0), (1, d1), (2, d2)):
+                            i = groups[g, 2 + 3 * slot]
+                            if i >= 0:
+                                partial[worker, co, i, groups[g, 3 + 3 * slot]] += d
                     if need_dx:
                         first = co == c * mult and groups[g, 1] == 1
                         _taps3(grad_phases[p, :plane_len], padded[front - s0:front - s0 + plane_len],
                                padded[front - s1:front - s1 + plane_len],
-                               padded[front - s2:front - s2 + plane_len], _weight(w, co, t0, kw),
-                               _weight(w, co, t1, kw), _weight(w, co, t2, kw), zero, first)
+                               padded[front - s2:front - s2 + plane_len], _weight(w, co, groups, g, 0),
+                               _weight(w, co, groups, g, 1), _weight(w, co, groups, g, 2), zero, first)
             if need_dx:
                 _phases_to_plane(grad_phases, sw, rows, cols, dx[n, c])
     if need_dw:  # the workers' partial sums, in worker order
