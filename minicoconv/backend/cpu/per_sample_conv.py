@@ -14,10 +14,13 @@ ordinary depthwise convolution of a (1, N*C, H, W) input with N*C' kernels.
 from __future__ import annotations
 
 import numpy as np
+from numba import get_num_threads
 
 from ...geometry import is_depthwise as _is_depthwise
 from .blas import gemm
-from .conv_kernels import BLOCK_BYTES, conv2d_backward, conv2d_forward, conv2d_output_shape
+from .conv_kernels import BLOCK_BYTES, conv2d_output_shape
+from .conv_kernels import _geometry as _conv_geometry
+from .depthwise import depthwise_backward_kernel, depthwise_forward_kernel
 from .im2col import col2im_blocks, im2col_blocks
 
 
@@ -42,6 +45,12 @@ def _as_depthwise(x, kernels):
     return x.reshape(1, n * c, h, w), kernels.reshape(-1, 1, *kernels.shape[3:])
 
 
+def _depthwise_args(x, kernels, stride, padding, dilation):
+    """(sh, sw, ph, pw, dh, dw) as the depthwise kernels take them (ints or pairs given)."""
+    g = _conv_geometry("per_sample_conv2d", x.shape, kernels.shape[1:], stride, padding, dilation, x.shape[1])
+    return (*g.stride, *g.padding, *g.dilation)
+
+
 def _geometry(x, kernels, out_shape, stride, padding, dilation):
     kh, kw = kernels.shape[3:]
     return (kh, kw, *stride, *padding, *dilation, *out_shape[2:])
@@ -51,9 +60,12 @@ def per_sample_conv2d_forward(x, kernels, stride, padding, dilation, groups):
     """y_b = conv2d(x_b, kernels_b); returns (y, saved) with saved = None (columns are recomputed)."""
     x, kernels, out_shape = _check("per_sample_conv2d", x, kernels, stride, padding, dilation, groups)
     n, c = x.shape[:2]
-    if _is_depthwise(x, kernels):
-        y, _ = conv2d_forward(*_as_depthwise(x, kernels), None, stride, padding, dilation, n * c)
-        return y.reshape(out_shape), None
+    if _is_depthwise(x, kernels):  # y allocated in its own shape: it owns its memory (see the backward)
+        y = np.empty(out_shape, dtype=x.dtype)
+        depthwise_forward_kernel(*_as_depthwise(x, kernels), np.empty(0, dtype=x.dtype),
+                                 *_depthwise_args(x, kernels, stride, padding, dilation), get_num_threads(),
+                                 y.reshape(1, -1, *out_shape[2:]))
+        return y, None
     c_out, g = out_shape[1], groups
     k, n_pix = kernels[0].size // c_out * g, out_shape[2] * out_shape[3]
     geom = _geometry(x, kernels, out_shape, stride, padding, dilation)
@@ -82,10 +94,19 @@ def per_sample_conv2d_backward(gy, x, kernels, saved, stride, padding, dilation,
     gy = np.ascontiguousarray(gy)
     n, c = x.shape[:2]
     if _is_depthwise(x, kernels):
+        # dx and dk allocated in their own shapes, not reshaped views of the batch-folded ones:
+        # the autograd engine adds a second gradient of x (the routing's) in place only into
+        # an array that owns its memory; into a view it allocates a new x-sized array
         xd, kd = _as_depthwise(x, kernels)
-        dx, dk, _ = conv2d_backward(gy.reshape(1, -1, *out_shape[2:]), xd, kd, None, stride, padding, dilation,
-                                    n * c, need_dx, need_dk, False)
-        return (dx.reshape(x.shape) if need_dx else None), (dk.reshape(kernels.shape) if need_dk else None)
+        dummy = np.empty((0, 0, 0, 0), dtype=x.dtype)
+        dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+        dk = np.empty(kernels.shape, dtype=x.dtype) if need_dk else None
+        if need_dx or need_dk:
+            depthwise_backward_kernel(gy.reshape(1, -1, *out_shape[2:]), xd, kd,
+                                      *_depthwise_args(x, kernels, stride, padding, dilation), get_num_threads(),
+                                      need_dx, need_dk, dummy if dx is None else dx.reshape(xd.shape),
+                                      dummy if dk is None else dk.reshape(kd.shape))
+        return dx, dk
     c_out, g = out_shape[1], groups
     k, n_pix = kernels[0].size // c_out * g, out_shape[2] * out_shape[3]
     geom = _geometry(x, kernels, out_shape, stride, padding, dilation)

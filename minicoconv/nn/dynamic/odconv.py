@@ -106,6 +106,9 @@ class ODConv2d(ExpertConv2d):
         self.check_input(x)
         alpha_c, alpha_f, alpha_s, alpha_w = self.attentions(x)
         n_batch, c = x.shape[:2]
+        if self.depthwise:  # alpha_c scales whole planes, each read by one kernel: fold it into the mixing
+            coef = alpha_w.reshape(n_batch, -1, 1) * alpha_c.reshape(n_batch, 1, c)  # weights (N, n, C)
+            return F.dynamic_conv2d(x, self.weight, coef, self.stride, self.padding, self.groups, spatial=alpha_s)
         y = F.dynamic_conv2d(x * alpha_c.reshape(n_batch, c, 1, 1), self.weight, alpha_w, self.stride,
                              self.padding, self.groups, spatial=alpha_s)
         if alpha_f is not None:
