@@ -41,9 +41,10 @@ from minicoconv.distributed.sharding import shard_bounds
 from minicoconv.nn import functional as F
 from minicoconv.tensor import Tensor
 
-#: measured on the shared 2-core development machine (load average 7-12 from other users), ResNet18-CoConv,
-#: global batch 128, per-rank BatchNorm, 3 timed steps: (ranks, median step ms, allreduce ms)
-MEASURED_HERE = [(1, 89454, 0.0), (2, 23540, 469.5)]
+#: measured on the 2-core development machine while it was otherwise idle (load average 1-2), ResNet18-CoConv,
+#: global batch 128, per-rank BatchNorm, 2 timed steps: (ranks, median step ms, allreduce ms)
+#: (`minicoconv bench --data-parallel 1 2 --model resnet18 --conv coconv --batch-size 128 --repeats 2`)
+MEASURED_HERE = [(1, 8685, 0.0), (2, 6911, 98.6)]
 
 
 def small_net(batch_norm: bool) -> nn.Module:
@@ -129,8 +130,10 @@ def run(quick: bool = False, measure: bool = False, plots: Path | None = None) -
     for k, step_ms, reduce_ms in MEASURED_HERE:
         print(f"   K={k}: step {step_ms / 1e3:.1f} s, allreduce {100 * reduce_ms / step_ms:.1f} % of it, speedup "
               f"{base / step_ms:.2f}, efficiency {base / step_ms / k:.2f}")
-    print("   (on a 2-core machine shared with other users: K=1 ran while the machine was loaded, so the >1 "
-          "efficiency is load noise, not a real super-linear speedup; the allreduce share is the robust figure)")
+    print("   (on 2 cores: K=1 is one process with 2 threads, K=2 two processes of 1 thread each on the same two\n"
+          "   cores, so a perfect speedup would be 1.0 if one process used both cores perfectly. The 1.26 says it\n"
+          "   does not: two single-threaded ranks waste less time in thread synchronisation and small kernels than\n"
+          "   one two-threaded process. Real scaling needs more cores or machines: K ranks on K x C cores.)")
     if measure:
         from minicoconv.bench.data_parallel import run_scaling
 

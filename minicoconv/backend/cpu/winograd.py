@@ -19,9 +19,11 @@ a depthwise 3x3 does 9 multiply-adds per output and is memory-bound, so fewer
 multiplications buy nothing there, and a grouped conv's per-position GEMMs would be
 (C'/g, C/g) matrices too small for BLAS to pay.
 
-Which algorithm: `set_conv_algorithm("auto" | "im2col" | "winograd")` (process-wide; "auto"
-is the default). "winograd" forces it wherever it applies (tests use this to check both
-paths); "auto" takes it where `prefer_winograd` says it measured faster (docs/performance.md).
+Which algorithm: `set_conv_algorithm("im2col" | "auto" | "winograd")` (process-wide; "im2col"
+is the default: on an idle 2-core machine with 2 threads this F(2x2, 3x3) measured slower than
+im2col at ResNet18's stages 1-2 and equal at stage 3, docs/performance.md). "winograd" forces it
+wherever it applies (tests use this to check both paths); "auto" takes it where
+`prefer_winograd` says it measured faster with one thread on a loaded machine.
 
 F(4x4, 3x3) (6x6 tiles, 4x fewer multiplications) is not implemented here. Its matrices
 hold 4, 5, 8 and 1/24, and a float64-checked prototype in float32 gave forward errors of
@@ -53,11 +55,11 @@ BLOCK_BYTES = 4 << 20
 # one value to each per tile evicts its own lines (5 lines apart: 16 distinct sets)
 PAD_BYTES = 320
 
-_algorithm = "auto"
+_algorithm = "im2col"  # the measured default (module docstring)
 
 
 def set_conv_algorithm(name: str) -> str:
-    """Choose the 3x3 stride-1 convolution algorithm: "auto" (measured choice), "im2col" or "winograd".
+    """Choose the 3x3 stride-1 convolution algorithm: "im2col" (the default), "auto" (a shape rule) or "winograd".
 
     Returns the previous setting. Process-wide; affects the CPU backend's conv2d only.
     """
