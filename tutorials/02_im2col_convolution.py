@@ -39,27 +39,8 @@ import numpy as np
 
 import minicoconv as mc
 from minicoconv.bench.timing import measure_interleaved
+from minicoconv.lesson import check, save_figure, section
 from minicoconv.nn import functional as F
-
-
-def section(number: int, title: str) -> None:
-    print(f"\n{'=' * 72}\n{number}. {title}\n{'=' * 72}")
-
-
-def check(condition: bool, what: str) -> None:
-    """Print a check mark for a fact the lesson claims; stop loudly if it is not true."""
-    if not condition:
-        raise SystemExit(f"CHECK FAILED: {what}")
-    print(f"  [ok] {what}")
-
-
-def save_figure(fig, plots: Path | None, name: str) -> None:
-    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
-    if plots is None:
-        return
-    plots.mkdir(parents=True, exist_ok=True)
-    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
-    print(f"  picture: {plots / name}")
 
 
 def out_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:

@@ -39,36 +39,9 @@ import numpy as np
 
 import minicoconv as mc
 from minicoconv import nn
+from minicoconv.lesson import check, new_figure, save_figure, section
 from minicoconv.nn import functional as F
 from minicoconv.testing import gradcheck
-
-
-def section(number: int, title: str) -> None:
-    print(f"\n{'=' * 72}\n{number}. {title}\n{'=' * 72}")
-
-
-def check(condition: bool, what: str) -> None:
-    """Print a check mark for a fact the lesson claims; stop loudly if it is not true."""
-    if not condition:
-        raise SystemExit(f"CHECK FAILED: {what}")
-    print(f"  [ok] {what}")
-
-
-def save_figure(fig, plots: Path | None, name: str) -> None:
-    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
-    if plots is None:
-        return
-    plots.mkdir(parents=True, exist_ok=True)
-    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
-    print(f"  picture: {plots / name}")
-
-
-def new_figure(width: float, height: float):
-    # matplotlib.figure.Figure draws without pyplot: no GUI backend is chosen or changed, so
-    # this works the same in a terminal, under the tests and inside a notebook.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
 
 
 @contextlib.contextmanager

@@ -48,19 +48,9 @@ import numpy as np
 import minicoconv as mc
 from minicoconv import models, nn, optim
 from minicoconv.data import BatchLoader, load_cifar100, synthetic_cifar100
+from minicoconv.lesson import check, section
 from minicoconv.nn import functional as F
 from minicoconv.train import Trainer, evaluate, load_checkpoint, save_checkpoint, train_step
-
-
-def section(number: int, title: str) -> None:
-    print(f"\n{'=' * 72}\n{number}. {title}\n{'=' * 72}")
-
-
-def check(condition: bool, what: str) -> None:
-    """Print a check mark for a fact the lesson claims; stop loudly if it is not true."""
-    if not condition:
-        raise SystemExit(f"CHECK FAILED: {what}")
-    print(f"  [ok] {what}")
 
 
 # ---------------------------------------------------------------------------------------

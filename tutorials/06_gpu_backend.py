@@ -44,6 +44,7 @@ import numpy as np
 import minicoconv as mc
 from minicoconv import nn
 from minicoconv.bench.timing import measure_interleaved
+from minicoconv.lesson import check, save_figure, section
 from minicoconv.nn import functional as F
 from minicoconv.optim import SGD
 
@@ -55,17 +56,6 @@ def gpu_or_simulator() -> bool:
     from numba import cuda
 
     return cuda.is_available()
-
-
-def section(number: int, title: str) -> None:
-    print(f"\n{'=' * 72}\n{number}. {title}\n{'=' * 72}")
-
-
-def check(condition: bool, what: str) -> None:
-    """Print a check mark for a fact the lesson claims; stop loudly if it is not true."""
-    if not condition:
-        raise SystemExit(f"CHECK FAILED: {what}")
-    print(f"  [ok] {what}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -111,15 +101,6 @@ def kernels() -> SimpleNamespace:
     cuda = numba_cuda
     return SimpleNamespace(cuda=cuda, axpy=cuda.jit(axpy), naive_matmul=cuda.jit(naive_matmul),
                            forgot_the_bounds_check=cuda.jit(forgot_the_bounds_check))
-
-
-def save_figure(fig, plots: Path | None, name: str) -> None:
-    """Write a matplotlib Figure to plots/name (nothing when no --plots folder was given)."""
-    if plots is None:
-        return
-    plots.mkdir(parents=True, exist_ok=True)
-    fig.savefig(plots / name, dpi=90, bbox_inches="tight")
-    print(f"  picture: {plots / name}")
 
 
 def threads_and_outputs(plots: Path | None = None) -> None:
