@@ -26,15 +26,9 @@ import minicoconv as mc
 torch = pytest.importorskip("torch")
 tF = torch.nn.functional
 
-pytestmark = pytest.mark.usefixtures("one_numba_thread")
+pytestmark = pytest.mark.usefixtures("one_numba_thread", "one_torch_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _t(array) -> torch.nn.Parameter:

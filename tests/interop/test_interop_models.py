@@ -27,12 +27,7 @@ MODELS = [(m, c) for m in ("alexnet", "resnet18", "mobilenetv2", "smallcnn")
 RTOL32, RTOL64 = 1e-5, 1e-7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow
